@@ -1,0 +1,56 @@
+"""PyTorch -> ExecuTorch .pte: torch.export, PT2E quantization (XNNPACK quantizer), XNNPACK delegation."""
+
+from __future__ import annotations
+
+from .common import Job, Produced, run_converter, torch_exported
+from .registry import register
+
+
+def _quantize(job: Job):
+    """PT2E: export -> prepare with XNNPACKQuantizer -> calibrate -> convert -> re-export."""
+    import torch
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    dynamic = job.recipe == "dynamic-int8"
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
+    example = job.example_input_torch()
+    gm = torch_exported(job).module()
+    prepared = prepare_pt2e(gm, quantizer)
+    batches = [example] if dynamic else [torch.from_numpy(job.calib[i : i + 1]) for i in range(len(job.calib))]
+    with torch.no_grad():
+        for b in batches:
+            prepared(b)
+    converted = convert_pt2e(prepared)
+    return torch.export.export(converted, (example,), strict=False)
+
+
+@register("torch", "pte", recipes=("fp32", "dynamic-int8", "int8"),
+          converter="executorch.exir (XNNPACK)", runtime="executorch.runtime")
+def convert(job: Job) -> Produced:
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.devtools.backend_debug import get_delegation_info
+    from executorch.exir import to_edge_transform_and_lower
+
+    def lower():
+        ep = torch_exported(job) if job.recipe == "fp32" else _quantize(job)
+        edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
+        info = get_delegation_info(edge.exported_program().graph_module)
+        return edge.to_executorch(), info
+
+    prog, info = run_converter(lower, "executorch exir", job)
+    out = job.workdir / f"{job.name}.pte"
+    with open(out, "wb") as f:
+        prog.write_to_file(f)
+    x = job.example_input_np()
+    sig = {
+        "inputs": [{"name": "x", "shape": list(x.shape), "dtype": "float32", "layout": job.source.layout, "quantization": None}],
+        "outputs": [{"name": "logits", "shape": list(job.float_probe_shape()), "dtype": "float32",
+                     "labels": job.source.labels, "quantization": None}],
+    }
+    delegation = {"delegated": int(info.num_delegated_nodes), "total": int(info.num_delegated_nodes + info.num_non_delegated_nodes),
+                  "unit": "graph nodes", "subgraphs": int(info.num_delegated_subgraphs)}
+    return Produced(entry=out.name, files=[out.name], signature=sig, delegation=delegation)

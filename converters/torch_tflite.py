@@ -1,0 +1,58 @@
+"""PyTorch -> TFLite with litert-torch (PT2E quantizers for int8; ai-edge-quantizer recipe for fp16)."""
+
+from __future__ import annotations
+
+from .common import Job, Produced, run_converter, tflite_signature
+from .registry import register
+
+
+def _quant_config(job: Job):
+    import torch
+    from litert_torch.quantize import pt2e_quantizer as pq
+    from litert_torch.quantize.quant_config import QuantConfig
+
+    if job.recipe == "fp32":
+        return None
+    if job.recipe == "fp16":
+        from litert_torch.generative.quantize import quant_recipes
+
+        return QuantConfig(generative_recipe=quant_recipes.full_fp16_recipe())
+    dynamic = job.recipe == "dynamic-int8"
+    quantizer = pq.PT2EQuantizer().set_global(pq.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
+    return QuantConfig(pt2e_quantizer=quantizer)
+
+
+def _pt2e_calibrated_module(job: Job, quant_config):
+    """litert-torch's documented static flow: prepare_pt2e, calibrate, convert_pt2e, then convert()."""
+    import torch
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from .common import torch_exported
+
+    gm = torch_exported(job).module()
+    prepared = prepare_pt2e(gm, quant_config.pt2e_quantizer)
+    batches = ([job.example_input_torch()] if job.recipe == "dynamic-int8"
+               else [torch.from_numpy(job.calib[i : i + 1]) for i in range(len(job.calib))])
+    with torch.no_grad():
+        for b in batches:
+            prepared(b)
+    return convert_pt2e(prepared, fold_quantize=False)
+
+
+@register("torch", "tflite", recipes=("fp32", "fp16", "dynamic-int8", "int8"),
+          converter="litert-torch", runtime="ai-edge-litert", web=True)
+def convert(job: Job) -> Produced:
+    import litert_torch
+
+    qc = _quant_config(job)
+
+    def go():
+        module = job.torch_module()
+        if qc is not None and qc.pt2e_quantizer is not None:
+            module = _pt2e_calibrated_module(job, qc)
+        return litert_torch.convert(module, (job.example_input_torch(),), quant_config=qc)
+
+    edge = run_converter(go, "litert-torch", job)
+    out = job.workdir / f"{job.name}.tflite"
+    edge.export(str(out))
+    return Produced(entry=out.name, files=[out.name], signature=tflite_signature(out, job))

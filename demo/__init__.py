@@ -1,0 +1,1 @@
+"""Built-in demo models and the `edgeport demo` main job."""

@@ -1,0 +1,1 @@
+"""On-device side: one runner per format, parity, and the evaluator."""

@@ -1,0 +1,169 @@
+"""One runner per artifact format, each using the real runtime. Runners read only the manifest."""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import numpy as np
+
+from edgeport.errors import ArtifactError, UnsupportedError, one_line
+from edgeport.manifest import Manifest
+
+_RUNNERS: dict[str, type["Runner"]] = {}
+
+
+def runner(target: str):
+    def deco(cls):
+        _RUNNERS[target] = cls
+        cls.target = target
+        return cls
+
+    return deco
+
+
+def resolve_threads(t: str | int) -> int:
+    return os.cpu_count() or 1 if str(t) == "all" else int(t)
+
+
+class Runner:
+    """load() once, then run(x) on a batch in the model's float input layout -> float32 logits."""
+
+    target = ""
+    runtime = ""
+    runtime_version = ""
+
+    def __init__(self, manifest: Manifest, threads: int = 1):
+        self.m = manifest
+        self.threads = threads
+        self.inp = manifest.signature["inputs"][0]
+        self.out = manifest.signature["outputs"][0]
+
+    # int8 I/O: quantize with the manifest's scale/zero point, dequantize the output likewise.
+    def _quantize_in(self, x: np.ndarray) -> np.ndarray:
+        q = self.inp.get("quantization")
+        dt = np.dtype(self.inp["dtype"])
+        if q and dt.kind in "iu":
+            info = np.iinfo(dt)
+            return np.clip(np.round(x / q["scale"] + q["zero_point"]), info.min, info.max).astype(dt)
+        return x.astype(dt)
+
+    def _dequantize_out(self, y: np.ndarray) -> np.ndarray:
+        q = self.out.get("quantization")
+        if q and np.dtype(y.dtype).kind in "iu":
+            return ((y.astype(np.float32) - q["zero_point"]) * q["scale"]).astype(np.float32)
+        return y.astype(np.float32)
+
+    def load(self) -> None:
+        raise NotImplementedError
+
+    def invoke_one(self, x1: np.ndarray) -> np.ndarray:
+        """One batch-1 inference on an already-prepared input."""
+        raise NotImplementedError
+
+    def prepare(self, x1: np.ndarray) -> np.ndarray:
+        return self._quantize_in(x1)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        want = tuple(self.inp["shape"][1:])
+        if tuple(x.shape[1:]) != want:
+            raise ArtifactError(
+                f"{self.m.name}: data sample shape {tuple(x.shape[1:])} does not match the input signature {want}"
+                f" ({self.inp['layout']}); give data in the model's own input layout"
+            )
+        return np.concatenate([self._dequantize_out(self.invoke_one(self.prepare(x[i : i + 1]))) for i in range(len(x))])
+
+    def delegation(self) -> dict | None:
+        return self.m.delegation
+
+
+def get_runner(manifest: Manifest, threads: int = 1) -> Runner:
+    try:
+        cls = _RUNNERS[manifest.target]
+    except KeyError:
+        raise UnsupportedError(
+            f"{manifest.name}: no native runtime for target {manifest.target!r} (native: {', '.join(sorted(_RUNNERS))});"
+            " evaluate it with --browser chromium"
+        ) from None
+    return cls(manifest, threads)
+
+
+def native_targets() -> list[str]:
+    return sorted(_RUNNERS)
+
+
+@runner("tflite")
+class TFLiteRunner(Runner):
+    """LiteRT interpreter from ai-edge-litert, with its default XNNPACK delegate (Android's CPU path)."""
+
+    runtime = "ai-edge-litert"
+
+    def load(self) -> None:
+        from ai_edge_litert import interpreter as lit
+
+        try:
+            from importlib.metadata import version
+
+            self.runtime_version = version("ai-edge-litert")
+        except Exception:
+            self.runtime_version = "?"
+        try:
+            self.it = lit.Interpreter(model_path=str(self.m.entry_path), num_threads=self.threads)
+            self.it.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            raise ArtifactError(f"{self.m.name}: LiteRT could not load {self.m.entry} ({one_line(e, 200)}); re-convert it") from None
+        self.in_idx = self.it.get_input_details()[0]["index"]
+        self.out_idx = self.it.get_output_details()[0]["index"]
+
+    def invoke_one(self, x1: np.ndarray) -> np.ndarray:
+        self.it.set_tensor(self.in_idx, x1)
+        self.it.invoke()
+        return self.it.get_tensor(self.out_idx)
+
+    def delegation(self) -> dict | None:
+        """Ops delegated to XNNPACK, counted from the interpreter's own execution plan."""
+        from ai_edge_litert import interpreter as lit
+
+        plain = lit.Interpreter(model_path=str(self.m.entry_path),
+                                experimental_op_resolver_type=lit.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        plain.allocate_tensors()
+        total = len(plain._get_ops_details())
+        after = self.it._get_ops_details()
+        kept = sum(1 for op in after if op.get("op_name") != "DELEGATE")
+        return {"delegated": total - kept, "total": total, "unit": "ops", "delegate": "XNNPACK"}
+
+
+@runner("pte")
+class PteRunner(Runner):
+    """executorch.runtime, with the XNNPACK delegate compiled into the pybindings."""
+
+    runtime = "executorch.runtime"
+
+    def load(self) -> None:
+        import torch  # noqa: F401  (executorch tensors are torch tensors)
+        from executorch.extension.pybindings import portable_lib
+        from executorch.runtime import Runtime, Verification
+
+        try:
+            from importlib.metadata import version
+
+            self.runtime_version = version("executorch")
+        except Exception:
+            self.runtime_version = "?"
+        portable_lib._unsafe_reset_threadpool(self.threads)
+        rt = Runtime.get()
+        try:
+            prog = rt.load_program(str(self.m.entry_path), verification=Verification.InternalConsistency)
+            self.method = prog.load_method("forward")
+        except Exception as e:
+            raise ArtifactError(f"{self.m.name}: ExecuTorch could not load {self.m.entry} ({one_line(e, 200)}); re-convert it") from None
+        if self.method is None:
+            raise ArtifactError(f"{self.m.name}: program has no 'forward' method; re-export it")
+
+    def prepare(self, x1: np.ndarray):
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(self._quantize_in(x1)))
+
+    def invoke_one(self, x1) -> np.ndarray:
+        return self.method.execute([x1])[0].numpy()

@@ -1,0 +1,32 @@
+"""edgeport: take a trained Keras or PyTorch model to TFLite, TF.js and ExecuTorch, and prove what it costs.
+
+Example::
+
+    import edgeport
+    manifests = edgeport.convert("builtin:simplecnn-torch", ["pte", "tflite"], ["fp32", "int8"], "artifacts/")
+    report = edgeport.evaluate(["artifacts/"])
+"""
+
+from .errors import EdgeportError
+
+__all__ = ["convert", "evaluate", "Manifest", "Report", "EdgeportError"]
+
+
+def __getattr__(name):  # keep `import edgeport` light: TF and torch load only when used
+    if name == "convert":
+        from .convert import convert
+
+        return convert
+    if name == "evaluate":
+        from edgeport.edge.evaluate import evaluate
+
+        return evaluate
+    if name == "Manifest":
+        from .manifest import Manifest
+
+        return Manifest
+    if name == "Report":
+        from .report import Report
+
+        return Report
+    raise AttributeError(name)
