@@ -7,7 +7,6 @@ from .registry import register
 
 
 def _quant_config(job: Job):
-    import torch
     from litert_torch.quantize import pt2e_quantizer as pq
     from litert_torch.quantize.quant_config import QuantConfig
 
@@ -16,7 +15,7 @@ def _quant_config(job: Job):
     if job.recipe == "fp16":
         from litert_torch.generative.quantize import quant_recipes
 
-        return QuantConfig(generative_recipe=quant_recipes.full_fp16_recipe())
+        return quant_recipes.full_fp16_recipe()  # already a QuantConfig (ai-edge-quantizer fp16 weights)
     dynamic = job.recipe == "dynamic-int8"
     quantizer = pq.PT2EQuantizer().set_global(pq.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
     return QuantConfig(pt2e_quantizer=quantizer)

@@ -113,7 +113,8 @@ def convert(
             seconds = time.perf_counter() - t0
             m = Manifest(
                 name=f"{name}.{t}",
-                source={"framework": src.framework, "model": src.model_id, "sha256": src.sha256},
+                source={"framework": src.framework, "model": src.model_id, "sha256": src.sha256,
+                        "weights": weights, "input_shape": list(src.input_shape)},
                 target=t,
                 recipe=r,
                 entry=produced.entry,

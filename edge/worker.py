@@ -1,0 +1,114 @@
+"""Measure one artifact at one thread count, in its own process. Prints one JSON row on stdout.
+
+Run by the evaluator as ``python -m edgeport.edge.worker JOB.json``; a crash here costs one row, not the sweep.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import resource
+import sys
+import time
+
+import numpy as np
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def prepare_inputs(m, data: dict) -> np.ndarray:
+    """Raw pixels -> model input with the manifest's preprocessing and layout; user data is already model-ready."""
+    from edgeport.data import to_layout
+
+    if "pixels" in data:
+        pre = m.preprocessing
+        x = data["pixels"].astype(np.float32) * np.float32(pre["scale"]) + np.float32(pre["offset"])
+        return to_layout(x, pre.get("layout") or m.input["layout"]).astype(np.float32)
+    return data["x"].astype(np.float32)
+
+
+def latency(fn, x1, *, warmup: int, min_runs: int, min_seconds: float, max_runs: int = 2000) -> tuple[dict, int]:
+    """At least `warmup` untimed runs, then at least `min_runs` timed runs, going on until `min_seconds` have
+    passed unless `max_runs` is reached first (a 0.1 ms model gets 2,000 runs, not 20,000)."""
+    for _ in range(warmup):
+        fn(x1)
+    times = []
+    start = time.perf_counter()
+    while len(times) < min_runs or (time.perf_counter() - start < min_seconds and len(times) < max_runs):
+        t0 = time.perf_counter()
+        fn(x1)
+        times.append((time.perf_counter() - t0) * 1e3)
+    a = np.asarray(times)
+    return {"p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)), "p99": float(np.percentile(a, 99)),
+            "mean": float(a.mean()), "std": float(a.std())}, len(a)
+
+
+def measure(job: dict) -> list[dict]:
+    from edgeport.manifest import Manifest
+
+    m = Manifest.read(job["manifest"])
+    m.check_files(hashes=job.get("verify", True))
+    data = dict(np.load(job["data"], allow_pickle=False))
+    x = prepare_inputs(m, data)
+    ref = np.load(job["reference"], allow_pickle=False) if job.get("reference") else None
+    return [{"threads": t, **measure_one(m, job, x, data.get("y"), ref, t)} for t in job["threads"]]
+
+
+def measure_one(m, job: dict, x: np.ndarray, y, ref, threads: int) -> dict:
+    from edgeport.edge.runners import get_runner
+
+    r = get_runner(m, threads=threads)
+    r.import_runtime()
+    rss0 = _rss_bytes()
+    t0 = time.perf_counter()
+    r.load()
+    load_ms = (time.perf_counter() - t0) * 1e3
+    logits = r.run(x)
+    x1 = r.prepare(x[:1])
+    lat, runs = latency(r.invoke_one, x1, warmup=job["warmup"], min_runs=job["min_runs"], min_seconds=job["min_seconds"])
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    pred = logits.argmax(-1)
+    out = {
+        "bytes": m.total_bytes,
+        "gzip_bytes": sum(len(gzip.compress((m.folder / f["path"]).read_bytes(), 9)) for f in m.files),
+        "load_ms": load_ms,
+        "latency_ms": lat,
+        "runs": runs,
+        "peak_rss_delta_bytes": int(max(0, peak - rss0)),
+        "samples": int(len(x)),
+        "accuracy": float((pred == y).mean()) if y is not None else None,
+        "runtime": r.runtime,
+        "runtime_version": r.runtime_version,
+        "backend": "xnnpack",
+    }
+    if ref is not None:
+        out["agreement"] = float((ref.argmax(-1) == pred).mean())
+        out["max_abs_diff"] = float(np.abs(ref.astype(np.float64) - logits).max())
+    d = r.delegation()
+    if d:
+        out["delegated"], out["ops_total"] = d["delegated"], d["total"]
+    return out
+
+
+def main() -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    job = json.loads(open(sys.argv[1]).read())
+    from edgeport.errors import EdgeportError, one_line
+
+    try:
+        res = measure(job)
+    except EdgeportError as e:
+        res = {"error": " ".join(str(e).split())}
+    except Exception as e:  # a runtime raising on a bad artifact is a row, not a crash
+        res = {"error": f"{type(e).__name__}: {one_line(e, 300)}"}
+    with open(job["result"], "w") as f:
+        json.dump(res, f)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,124 @@
+"""The `edgeport` command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+# Quiet the frameworks' C++ start-up chatter before anything imports them.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+
+from . import defaults  # noqa: E402
+from .errors import EdgeportError  # noqa: E402
+
+
+def _csv(s: str) -> list[str]:
+    return [t.strip() for t in s.split(",") if t.strip()]
+
+
+def cmd_targets(a) -> int:
+    from edgeport.converters.registry import matrix_table
+    from edgeport.quantization.recipes import RECIPES
+
+    print(matrix_table())
+    print()
+    for r in RECIPES.values():
+        print(f"  {r.name:<13} {r.description}" + ("  [needs --calib, default builtin:digits]" if r.needs_calibration else ""))
+    return 0
+
+
+def cmd_convert(a) -> int:
+    from .config import ConvertOptions
+    from .convert import convert
+    from .report import artifact_table
+    from .sources import parse_shape
+
+    opts = ConvertOptions(calib=a.calib, int8_io=a.int8_io, strict_parity=a.strict_parity)
+    ms = convert(a.model, _csv(a.to), _csv(a.quant), a.out, opts, weights=a.weights, input_shape=parse_shape(a.input_shape))
+    print(artifact_table(ms))
+    return 0
+
+
+def cmd_evaluate(a) -> int:
+    from .config import EvaluateOptions
+    from edgeport.edge.evaluate import run_evaluate_cli
+
+    opts = EvaluateOptions(threads=tuple(_csv(a.threads)), data=a.data, timeout_s=a.timeout, budget_pp=a.budget)
+    return run_evaluate_cli(a, opts)
+
+
+def cmd_serve(a) -> int:
+    from edgeport.web.server import serve
+
+    return serve(a.dir, host=a.host, port=a.port, data=a.data)
+
+
+def cmd_demo(a) -> int:
+    from edgeport.demo.main import run_demo
+
+    return run_demo(out=a.out, serve=not a.no_serve, port=a.port, browser=not a.no_browser)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgeport", description="Take a Keras or PyTorch model to TFLite, TF.js and ExecuTorch; measure what it costs.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    s = sub.add_parser("targets", help="print the supported (framework, target, recipe) matrix")
+    s.set_defaults(fn=cmd_targets)
+
+    s = sub.add_parser("convert", help="convert a model to artifacts with manifests")
+    s.add_argument("--model", required=True, help="builtin:simplecnn-torch | builtin:simplecnn-keras | model.keras | SavedModel dir | pkg.mod:factory | model.pt2")
+    s.add_argument("--to", required=True, help="comma list of targets (see `edgeport targets`)")
+    s.add_argument("--quant", default="fp32", help="comma list of recipes, or 'all' (default fp32)")
+    s.add_argument("--out", default="artifacts", help="output folder (default artifacts/)")
+    s.add_argument("--calib", default=None, help="calibration .npz with array x in the model's input layout (default builtin:digits)")
+    s.add_argument("--weights", default=None, help="PyTorch weights: .safetensors, or a .pt state dict (weights_only)")
+    s.add_argument("--input-shape", default=None, help="PyTorch example input shape, e.g. 1,3,96,96")
+    s.add_argument("--int8-io", action="store_true", help="full-integer TFLite with int8 input and output")
+    s.add_argument("--strict-parity", action="store_true", help="fail when parity is outside the recipe's tolerance")
+    s.set_defaults(fn=cmd_convert)
+
+    s = sub.add_parser("evaluate", help="measure size, accuracy and speed of artifacts with their real runtimes")
+    s.add_argument("paths", nargs="+", help="folders of manifests, or manifest files")
+    s.add_argument("--data", default="builtin:digits", help="builtin:digits (held-out split) or .npz with x and y")
+    s.add_argument("--threads", default="1,all", help="comma list of thread counts; 'all' = every core (default 1,all)")
+    s.add_argument("--out", default="report", help="report folder (default report/)")
+    s.add_argument("--budget", type=float, default=defaults.ACCURACY_BUDGET_PP, help="accuracy budget in percentage points")
+    s.add_argument("--timeout", type=float, default=defaults.WORKER_TIMEOUT_S, help="per-artifact time limit, seconds")
+    s.add_argument("--strict", action="store_true", help="exit non-zero if any row has an error")
+    s.add_argument("--device", default="local", help="local (default) or adb[:serial]")
+    s.add_argument("--tflite-benchmark", default=None, help="path to TFLite's benchmark_model binary (for --device adb)")
+    s.add_argument("--pte-runner", default=None, help="path to ExecuTorch's executor_runner binary (for --device adb)")
+    s.add_argument("--browser", default=None, choices=["chromium"], help="also run web artifacts in headless Chromium")
+    s.add_argument("--quick", action="store_true", help="fewer timed runs (for smoke tests)")
+    s.set_defaults(fn=cmd_evaluate)
+
+    s = sub.add_parser("serve", help="serve the demo page and the artifacts")
+    s.add_argument("dir", nargs="?", default="artifacts", help="artifacts folder (default artifacts/)")
+    s.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; anything else is exposed)")
+    s.add_argument("--port", type=int, default=8765)
+    s.add_argument("--data", default="builtin:digits", help="held-out data for benchmark mode")
+    s.set_defaults(fn=cmd_serve)
+
+    s = sub.add_parser("demo", help="train, convert everything, evaluate natively and in Chromium, serve the page")
+    s.add_argument("--out", default=".", help="where artifacts/ and report/ go (default .)")
+    s.add_argument("--no-serve", action="store_true", help="exit after writing the report")
+    s.add_argument("--no-browser", action="store_true", help="skip the browser evaluation")
+    s.add_argument("--port", type=int, default=8765)
+    s.set_defaults(fn=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except EdgeportError as e:
+        print(f"edgeport: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("edgeport: interrupted", file=sys.stderr)
+        return 130
