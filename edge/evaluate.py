@@ -146,7 +146,8 @@ def evaluate(paths: list[str | Path], options: EvaluateOptions = EvaluateOptions
         if browser:
             from edgeport.web.browser import evaluate_in_browser
 
-            report.merge(evaluate_in_browser(loaded, options, report=report, quick=quick))
+            float_preds = {k[0]: np.load(v[0]).argmax(-1) for k, v in refs.items() if v[0] is not None}
+            report.merge(evaluate_in_browser(loaded, options, report=report, float_preds=float_preds, quick=quick))
     report.extra = {"wall_s": round(time.perf_counter() - t_start, 2)}
     if out is not None:
         report.write(out)

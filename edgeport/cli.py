@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", help="serve the demo page and the artifacts")
     s.add_argument("dir", nargs="?", default="artifacts", help="artifacts folder (default artifacts/)")
-    s.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; anything else is exposed)")
+    s.add_argument("--host", default=None, help="bind address (default 127.0.0.1); a non-loopback address must be given here")
     s.add_argument("--port", type=int, default=8765)
     s.add_argument("--data", default="builtin:digits", help="held-out data for benchmark mode")
     s.set_defaults(fn=cmd_serve)

@@ -1,0 +1,47 @@
+"""`edgeport demo`: the main job. Train (or load cached) built-ins, convert everything, evaluate natively and in
+Chromium, write report/, then serve the demo page."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from edgeport import defaults
+
+# The whole matrix, written as a list so that one can read it and know the pipeline.
+DEMO_JOBS = [
+    ("builtin:simplecnn-torch", ["pte", "tflite"]),
+    ("builtin:simplecnn-keras", ["tflite", "tfjs"]),
+]
+
+
+def run_demo(out: str = ".", serve: bool = True, port: int = 8765, browser: bool = True) -> int:
+    from edgeport.config import EvaluateOptions
+    from edgeport.convert import convert
+    from edgeport.edge.evaluate import evaluate
+    from edgeport.report import artifact_table, table
+
+    t0 = time.perf_counter()
+    root = Path(out)
+    art, rep = root / "artifacts", root / "report"
+    manifests = []
+    for model, targets in DEMO_JOBS:
+        manifests += convert(model, targets, ["all"], art)
+    t_convert = time.perf_counter() - t0
+    print(artifact_table(manifests))
+    report = evaluate([art], EvaluateOptions(), out=rep, browser="chromium" if browser else None)
+    report.extra.update({"demo_wall_s": round(time.perf_counter() - t0, 1), "convert_s": round(t_convert, 1)})
+    report.write(rep)
+    print()
+    print(table(report, defaults.ACCURACY_BUDGET_PP))
+    print(f"\nBest artifact per target within a {defaults.ACCURACY_BUDGET_PP:g}-point accuracy budget (smallest, then fastest):")
+    for target, r in sorted(report.best_per_target(defaults.ACCURACY_BUDGET_PP).items()):
+        lat = f"{r.latency_ms['p50']:.3f} ms p50" if r.latency_ms else "-"
+        print(f"  {target:<18} {r.artifact:<38} {r.bytes / 1024:7.1f} KiB  {100 * r.accuracy:.2f}%  {lat} ({r.runtime}/{r.backend})")
+    print(f"\nreport: {rep / 'report.html'}  ({len(report.rows)} rows, {time.perf_counter() - t0:.0f} s)")
+    if not serve:
+        return 0
+    from edgeport.web.server import serve as serve_page
+
+    return serve_page(art, port=port)

@@ -1,0 +1,1 @@
+"""Browser side: the demo page, its server, and the Playwright-driven browser evaluator."""
