@@ -98,10 +98,10 @@ class Report:
     def picks(self, budget_pp: float) -> dict[str, Row | None]:
         """Smallest and fastest artifact whose accuracy drop stays within the budget."""
         ok = [r for r in self.rows if r.error is None and r.accuracy_drop_pp is not None and r.accuracy_drop_pp <= budget_pp]
-        timed = [r for r in ok if r.latency_ms]
+        timed = [r for r in ok if _p50(r) != float("inf")]
         return {
-            "smallest": min(ok, key=lambda r: (r.bytes or 0, r.latency_ms["p50"] if r.latency_ms else 0), default=None),
-            "fastest": min(timed, key=lambda r: r.latency_ms["p50"], default=None),
+            "smallest": min(ok, key=lambda r: (r.bytes or 0, _p50(r)), default=None),
+            "fastest": min(timed, key=_p50, default=None),
         }
 
     def best_per_target(self, budget_pp: float) -> dict[str, Row]:
@@ -117,7 +117,10 @@ class Report:
 
 
 def _p50(r: Row) -> float:
-    return r.latency_ms["p50"] if r.latency_ms else float("inf")
+    """p50, or the mean where a tool reports only a mean (executor_runner)."""
+    lat = r.latency_ms or {}
+    v = lat.get("p50", lat.get("mean"))
+    return float("inf") if v is None else v
 
 
 # ---------------------------------------------------------------------------------------------- text
@@ -240,7 +243,7 @@ def _plots(report: Report) -> list[str]:
     plt.close(fig)
 
     # latency per artifact x backend x threads
-    timed = sorted([r for r in ok if r.latency_ms], key=lambda r: (r.artifact, r.device, r.backend, r.threads or 0))
+    timed = sorted([r for r in ok if r.latency_ms and "p50" in r.latency_ms], key=lambda r: (r.artifact, r.device, r.backend, r.threads or 0))
     if timed:
         fig, ax = plt.subplots(figsize=(8, max(3.0, 0.28 * len(timed) + 1)))
         labels = [f"{r.artifact} | {r.device}/{r.backend} | {r.threads}t" for r in timed]
