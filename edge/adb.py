@@ -75,10 +75,14 @@ def _adb(serial: str | None, *args: str, timeout: float = 600) -> str:
     return p.stdout
 
 
-def check_setup(device: str, manifests: list[Manifest], tflite_benchmark: str | None, pte_runner: str | None) -> str | None:
-    """Everything a user must have before an adb run, each with the fix. Returns the serial."""
+def require_adb() -> None:
     if not shutil.which("adb"):
         raise InputError("adb not found on PATH; install Android platform-tools (Debian: apt-get install adb) and connect a device")
+
+
+def check_setup(device: str, manifests: list[Manifest], tflite_benchmark: str | None, pte_runner: str | None) -> str | None:
+    """Everything a user must have before an adb run, each with the fix. Returns the serial."""
+    require_adb()
     serial = device.split(":", 1)[1] if ":" in device else None
     listed = [ln.split()[0] for ln in _adb(None, "devices").splitlines()[1:] if ln.strip().endswith("device")]
     if not listed:
@@ -97,6 +101,7 @@ def check_setup(device: str, manifests: list[Manifest], tflite_benchmark: str | 
 
 
 def evaluate_adb(paths, options: EvaluateOptions, *, device: str, tflite_benchmark: str | None, pte_runner: str | None) -> Report:
+    require_adb()
     manifests = [Manifest.read(p) for p in find_manifests(paths)]
     manifests = [m for m in manifests if m.target in ("tflite", "pte")]
     serial = check_setup(device, manifests, tflite_benchmark, pte_runner)

@@ -7,7 +7,13 @@ Example::
     report = edgeport.evaluate(["artifacts/"])
 """
 
-from .errors import EdgeportError
+import os as _os
+
+# tensorflowjs imports tensorflow_decision_forests, whose welcome banner imports IPython when stdout is not a
+# terminal (pytest, pipes) and fails without it.
+_os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
+
+from .errors import EdgeportError  # noqa: E402
 
 __all__ = ["convert", "evaluate", "Manifest", "Report", "EdgeportError"]
 

@@ -115,13 +115,13 @@ def _load_keras_file(p: Path) -> Source:
     try:
         model = keras.models.load_model(str(p), safe_mode=True, compile=False)
     except Exception as e:  # unknown custom layer, lambda under safe_mode, corrupt zip ...
-        msg = one_line(e)
-        if "Lambda" in msg or "safe_mode" in msg:
+        msg, full = one_line(e), str(e)
+        if "Lambda" in full or "safe_mode" in full:
             raise UnsupportedError(
                 f"{p}: holds a Lambda layer, which safe_mode refuses to deserialize (it would run pickled code);"
                 " replace it with a registered custom layer"
             ) from None
-        m = re.search(r"Could not locate (?:class|function) '([^']+)'", msg)
+        m = re.search(r"Could not locate (?:class|function) '([^']+)'", full)
         if m:
             raise UnsupportedError(
                 f"{p}: uses custom layer {m.group(1)!r}, which is not registered; import the module that defines it "

@@ -44,33 +44,43 @@ def launch(p):
 
 
 def run_page_benchmark(folder: Path, *, backends: str = "cpu,wasm,webgl,webgpu", quick: bool = False,
-                       timeout_s: float = 900) -> tuple[dict, list[str]]:
-    """Serve `folder`, open the page in benchmark mode, return (page report, console errors)."""
-    from playwright.sync_api import sync_playwright
+                       timeout_s: float = 900, browser=None) -> tuple[dict, list[str]]:
+    """Serve `folder`, open the page in benchmark mode, return (page report, console errors).
 
+    Pass an already-launched Playwright ``browser`` to reuse it; otherwise one is launched and closed here."""
     from .server import start_background
 
     srv, url = start_background(folder)
-    errors: list[str] = []
     try:
+        if browser is not None:
+            return _bench_in(browser, url, backends, quick, timeout_s)
+        from playwright.sync_api import sync_playwright
+
         with sync_playwright() as p:
-            browser = launch(p)
-            page = browser.new_page()
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            q = f"?bench=1&backends={backends}" + ("&quick=1" if quick else "")
-            page.goto(url + q)
-            page.wait_for_function("['bench-done','error'].includes(document.querySelector('#status').dataset.state)",
-                                   timeout=timeout_s * 1000)
-            state = page.eval_on_selector("#status", "e => e.dataset.state")
-            if state == "error":
-                raise EdgeportError(f"browser page failed: {page.text_content('#status')}")
-            report = json.loads(page.text_content("#report"))
-            browser.close()
+            b = launch(p)
+            try:
+                return _bench_in(b, url, backends, quick, timeout_s)
+            finally:
+                b.close()
     finally:
         srv.shutdown()
         srv.server_close()
-    return report, errors
+
+
+def _bench_in(browser, url: str, backends: str, quick: bool, timeout_s: float) -> tuple[dict, list[str]]:
+    errors: list[str] = []
+    page = browser.new_page()
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(url + f"?bench=1&backends={backends}" + ("&quick=1" if quick else ""))
+        page.wait_for_function("['bench-done','error'].includes(document.querySelector('#status').dataset.state)",
+                               timeout=timeout_s * 1000)
+        if page.eval_on_selector("#status", "e => e.dataset.state") == "error":
+            raise EdgeportError(f"browser page failed: {page.text_content('#status')}")
+        return json.loads(page.text_content("#report")), errors
+    finally:
+        page.close()
 
 
 def evaluate_in_browser(manifests: list[Manifest], options=None, *, report: Report | None = None,

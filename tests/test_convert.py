@@ -1,0 +1,100 @@
+"""The conversion matrix: registry completeness, parity, quantized accuracy, sizes, manifests, reproducibility."""
+
+import json
+
+import numpy as np
+import pytest
+
+from edgeport.converters.registry import DECLARED, matrix
+from edgeport.defaults import PARITY_TOLERANCE
+
+from .conftest import BUILTIN
+
+
+def test_every_declared_target_is_registered_with_its_recipes():
+    registered = {(t.framework, t.target): t.recipes for t in matrix()}
+    assert registered == DECLARED
+
+
+def test_every_registered_combination_converted_the_builtin_model(manifests):
+    for t in matrix():
+        for r in t.recipes:
+            name = f"{BUILTIN[t.framework][0].split(':')[1]}.{r}.{t.target}"
+            assert name in manifests, f"{name} was not produced"
+            m = manifests[name]
+            m.check_files()  # every file exists with the recorded bytes and sha256
+            assert (m.folder / m.entry).is_file()
+
+
+def test_manifest_schema(manifests):
+    for m in manifests.values():
+        d = json.loads(m.path.read_text())
+        for key in ("schema", "name", "source", "target", "recipe", "files", "signature", "preprocessing", "parity", "probe", "tools"):
+            assert key in d, f"{m.name}: no {key}"
+        assert d["source"]["framework"] in ("torch", "keras") and len(d["source"]["sha256"]) == 64
+        inp = d["signature"]["inputs"][0]
+        assert inp["layout"] == ("NCHW" if d["source"]["framework"] == "torch" else "NHWC")
+        assert inp["shape"] == list(BUILTIN[d["source"]["framework"]][1])
+        if inp["dtype"] == "int8":
+            assert inp["quantization"]["scale"] > 0
+        assert d["signature"]["outputs"][0]["labels"] == [str(i) for i in range(10)]
+        assert d["preprocessing"]["scale"] == pytest.approx(1 / 255)
+        assert len(d["probe"]["indices"]) >= 64 and np.asarray(d["probe"]["float_logits"]).shape == (64, 10)
+        assert (d["calibration"] is not None) == (d["recipe"] == "int8")
+        if d["target"] == "pte":
+            assert d["delegation"]["delegated"] > 0 and d["delegation"]["total"] >= d["delegation"]["delegated"]
+
+
+def test_parity_within_recipe_tolerance(manifests):
+    for m in manifests.values():
+        if m.target == "tfjs":
+            assert m.parity["status"] in ("pending", "measured")
+            if m.parity["status"] == "pending":
+                assert "outputs" not in m.parity  # never a made-up number
+            continue
+        assert m.parity["status"] == "measured"
+        p = m.parity["outputs"][0]
+        assert p["samples"] >= 64
+        if m.recipe == "fp32":
+            assert p["max_abs_diff"] <= 1e-4, m.name
+        elif m.recipe == "fp16":
+            assert p["max_abs_diff"] <= 1e-2, m.name
+        else:
+            assert p["top1_agreement"] >= 0.98, m.name
+        assert m.parity["within_tolerance"], m.name
+    assert PARITY_TOLERANCE["fp32"]["max_abs"] == 1e-4
+
+
+def test_quantized_sizes(manifests):
+    for m in manifests.values():
+        fp32 = manifests[m.name.replace(f".{m.recipe}.", ".fp32.")]
+        ratio = m.total_bytes / fp32.total_bytes
+        if m.recipe in ("int8", "dynamic-int8", "uint8"):
+            assert ratio < 0.30, f"{m.name}: {ratio:.3f}x fp32"
+        if m.recipe in ("fp16", "uint16"):
+            assert ratio < 0.55, f"{m.name}: {ratio:.3f}x fp32"
+
+
+def test_int8_accuracy_within_one_point_of_float(native_report, float_accuracy):
+    report, _ = native_report
+    rows = [r for r in report.rows if r.recipe in ("int8", "dynamic-int8") and r.error is None]
+    assert len(rows) >= 5
+    for r in rows:
+        drop = 100 * (float_accuracy[r.source] - r.accuracy)
+        assert r.samples == 360  # held-out data
+        assert drop <= 1.0, f"{r.artifact}: {drop:.2f} pp below float"
+
+
+REPRO = [("torch", "pte", "fp32"), ("torch", "pte", "int8"), ("torch", "tflite", "int8"),
+         ("keras", "tflite", "int8"), ("keras", "tfjs", "uint8"), ("keras", "tflite", "fp16")]
+
+
+def test_conversion_is_byte_identical(tmp_path, manifests):
+    """A second conversion with the same seed gives the same bytes. None of these formats embeds a timestamp
+    (TF.js model.json carries converter versions only), so files are compared whole."""
+    from edgeport.convert import convert
+
+    for fw, target, recipe in REPRO:
+        (m,) = convert(BUILTIN[fw][0], [target], [recipe], tmp_path)
+        first = manifests[m.name]
+        assert [(f["path"], f["sha256"]) for f in m.files] == [(f["path"], f["sha256"]) for f in first.files], m.name

@@ -1,0 +1,154 @@
+"""The native evaluator: real runtimes, one row per artifact x threads, crash isolation, the HTML report."""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeport.config import EvaluateOptions
+from edgeport.edge.evaluate import evaluate
+from edgeport.manifest import Manifest
+from edgeport.report import Report
+
+
+def test_fp32_accuracy_equals_float(native_report, float_accuracy):
+    report, _ = native_report
+    fp32 = [r for r in report.rows if r.recipe == "fp32" and r.error is None]
+    assert {r.target for r in fp32} == {"tflite", "pte"}
+    for r in fp32:
+        assert abs(100 * (r.accuracy - float_accuracy[r.source])) <= 0.1, r.artifact
+        assert r.agreement == 1.0 and r.max_abs_diff <= 1e-4
+    assert report.float_baseline == pytest.approx(float_accuracy)
+
+
+def test_rows_cover_every_native_artifact_at_both_thread_counts(native_report, manifests):
+    report, _ = native_report
+    native = [m for m in manifests.values() if m.target in ("tflite", "pte")]
+    threads = {1, os.cpu_count()}
+    for m in native:
+        got = {r.threads for r in report.rows if r.artifact == m.name}
+        assert got == threads, m.name
+    assert not [r for r in report.rows if r.error]
+
+
+def test_latency_and_sizes(native_report):
+    report, _ = native_report
+    for r in report.rows:
+        lat = r.latency_ms
+        assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"], r.artifact
+        assert lat["mean"] > 0 and lat["std"] >= 0 and r.runs >= 20
+        assert r.load_ms > 0 and r.peak_rss_delta_bytes >= 0
+        m = Manifest.read(r.manifest)
+        assert r.bytes == sum((m.folder / f["path"]).stat().st_size for f in m.files)
+        assert 0 < r.gzip_bytes < r.bytes * 1.01
+        assert r.ops_total and 0 < r.delegated <= r.ops_total
+
+
+def test_html_report_holds_every_row(native_report):
+    report, out = native_report
+    html = (out / "report.html").read_text()
+    assert "<svg" in html and "Pareto" in html and "http://" not in html.replace("http://www.w3.org", "")
+    for r in report.rows:
+        assert r.artifact in html
+    again = Report.read(out)
+    assert len(again.rows) == len(report.rows) and again.rows[0].latency_ms == report.rows[0].latency_ms
+
+
+def test_budget_picks(native_report):
+    report, _ = native_report
+    picks = report.picks(0.5)
+    assert picks["smallest"].bytes == min(r.bytes for r in report.rows if r.accuracy_drop_pp <= 0.5)
+    assert picks["fastest"].latency_ms["p50"] == min(r.latency_ms["p50"] for r in report.rows if r.accuracy_drop_pp <= 0.5)
+
+
+# ------------------------------------------------------------------------------------ corrupted artifacts
+def _copy(manifests, names, dest: Path) -> dict[str, Manifest]:
+    out = {}
+    for n in names:
+        m = manifests[n]
+        for f in m.files:
+            (dest / f["path"]).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(m.folder / f["path"], dest / f["path"])
+        shutil.copy(m.path, dest / m.path.name)
+        out[n] = Manifest.read(dest / m.path.name)
+    return out
+
+
+def _damage(m: Manifest, new: bytes, *, rehash: bool) -> None:
+    """Write damaged bytes; with rehash, update the manifest so that the runtime itself meets the bytes."""
+    from edgeport.manifest import file_entries
+
+    m.entry_path.write_bytes(new)
+    if rehash:
+        m.files = file_entries(m.folder, [f["path"] for f in m.files])
+        m.write(m.folder)
+
+
+def test_corrupted_artifacts_become_error_rows(tmp_path, manifests):
+    good = ["simplecnn-keras.fp32.tflite", "simplecnn-torch.int8.pte"]
+    rng = np.random.default_rng(0)
+    cases = {}
+    for i, (src, how) in enumerate([
+        ("simplecnn-torch.fp32.tflite", "trunc:0.5"), ("simplecnn-torch.fp32.tflite", "trunc:0.02"),
+        ("simplecnn-torch.fp32.tflite", "random-body"), ("simplecnn-torch.fp32.pte", "header"),
+        ("simplecnn-torch.fp32.pte", "trunc:0.3"),
+    ]):
+        d = tmp_path / f"case{i}"
+        d.mkdir()
+        (m,) = _copy(manifests, [src], d).values()
+        data = bytearray(m.entry_path.read_bytes())
+        if how.startswith("trunc"):
+            data = data[: int(len(data) * float(how.split(":")[1]))]
+        elif how == "random-body":
+            lo = len(data) // 4
+            data[lo: lo + 4096] = rng.integers(0, 256, 4096, dtype=np.uint8).tobytes()
+        elif how == "header":
+            data[4:8] = b"XXXX"  # the .pte file identifier
+        _damage(m, bytes(data), rehash=True)
+        cases[str(d / m.path.name)] = how
+    keep = tmp_path / "good"
+    keep.mkdir()
+    _copy(manifests, good, keep)
+    paths = list(cases) + [str(keep)]
+    report = evaluate(paths, EvaluateOptions(threads=("1",), timeout_s=120), quick=True)
+    by_manifest = {r.manifest: r for r in report.rows}
+    for path, how in cases.items():
+        assert by_manifest[path].error, f"{how}: no error row"
+    ok = [r for r in report.rows if r.artifact in good]
+    assert len(ok) == 2 and all(r.error is None and r.accuracy > 0.97 for r in ok)
+
+
+def test_manifest_problems_become_error_rows(tmp_path, manifests, native_report, capsys):
+    from edgeport.cli import main
+
+    ms = _copy(manifests, ["simplecnn-keras.fp32.tflite", "simplecnn-keras.int8.tflite", "simplecnn-torch.dynamic-int8.pte"], tmp_path)
+    # 1. a manifest naming a missing file
+    ms["simplecnn-keras.fp32.tflite"].entry_path.unlink()
+    # 2. a manifest from a newer schema
+    p = ms["simplecnn-keras.int8.tflite"].path
+    d = json.loads(p.read_text())
+    d["schema"] = 99
+    p.write_text(json.dumps(d))
+    # 3. a hash mismatch (bytes changed after conversion) is caught before any runtime sees the file
+    pte = ms["simplecnn-torch.dynamic-int8.pte"]
+    pte.entry_path.write_bytes(pte.entry_path.read_bytes()[:-10] + b"0123456789")
+    code = main(["evaluate", str(tmp_path), "--threads", "1", "--quick", "--out", str(tmp_path / "rep"), "--strict"])
+    out = capsys.readouterr()
+    assert code == 1 and "--strict" in out.err
+    rep = Report.read(tmp_path / "rep")
+    errs = {r.artifact: r.error for r in rep.rows}
+    assert "missing simplecnn-keras.fp32.tflite" in errs["simplecnn-keras.fp32.tflite"]
+    assert "newer than this edgeport" in errs["simplecnn-keras.int8.tflite"]
+    assert "sha256 differs" in errs["simplecnn-torch.dynamic-int8.pte"]
+    assert "ERROR" in out.out  # the table shows the rows
+
+
+def test_data_of_the_wrong_shape_is_an_error_row(tmp_path, manifests):
+    _copy(manifests, ["simplecnn-keras.fp32.tflite"], tmp_path)
+    np.savez(tmp_path / "eval.npz", x=np.zeros((10, 32, 32, 1), np.float32), y=np.zeros(10, np.int64))
+    report = evaluate([tmp_path], EvaluateOptions(threads=("1",), data=str(tmp_path / "eval.npz")), quick=True)
+    (row,) = report.rows
+    assert "does not match the input signature (28, 28, 1)" in row.error
