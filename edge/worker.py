@@ -60,6 +60,7 @@ def measure(job: dict) -> list[dict]:
 
 def measure_one(m, job: dict, x: np.ndarray, y, ref, threads: int) -> dict:
     from edgeport.edge.runners import get_runner
+    from edgeport.errors import ArtifactError
 
     r = get_runner(m, threads=threads)
     r.import_runtime()
@@ -68,6 +69,10 @@ def measure_one(m, job: dict, x: np.ndarray, y, ref, threads: int) -> dict:
     r.load()
     load_ms = (time.perf_counter() - t0) * 1e3
     logits = r.run(x)
+    bad = int((~np.isfinite(logits)).any(axis=-1).sum())
+    if bad:
+        raise ArtifactError(f"{m.name}: the runtime produced NaN/Inf logits for {bad} of {len(x)} samples;"
+                            " the artifact is corrupt or numerically broken, re-convert it")
     x1 = r.prepare(x[:1])
     lat, runs = latency(r.invoke_one, x1, warmup=job["warmup"], min_runs=job["min_runs"], min_seconds=job["min_seconds"])
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
