@@ -148,7 +148,7 @@ def evaluate(paths: list[str | Path], options: EvaluateOptions = EvaluateOptions
 
             float_preds = {k[0]: np.load(v[0]).argmax(-1) for k, v in refs.items() if v[0] is not None}
             report.merge(evaluate_in_browser(loaded, options, report=report, float_preds=float_preds, quick=quick))
-    report.extra = {"wall_s": round(time.perf_counter() - t_start, 2)}
+    report.extra["wall_s"] = round(time.perf_counter() - t_start, 2)
     if out is not None:
         report.write(out)
     return report

@@ -96,6 +96,8 @@ def evaluate_in_browser(manifests: list[Manifest], options=None, *, report: Repo
             rows.append(Row(artifact=str(folder), target="?", recipe="?", source="?", runtime="chromium", backend="-",
                             threads=None, device="chromium", error=str(e)))
             continue
+        if report is not None:
+            report.extra.setdefault("browser", {})[str(folder)] = {**page_report.get("extra", {}), **page_report.get("host", {})}
         by_name = {m.name: m for m in manifests if m.folder == folder}
         for r in page_report["rows"]:
             m = by_name.get(r["artifact"])

@@ -1,0 +1,63 @@
+"""Evaluator harness overhead against a raw invoke() loop of the same interpreter, in the same process.
+
+Goal: at most 3%. Both loops time the same batch-1 input for the same number of runs, interleaved in rounds so
+that drift on the machine hits both alike."""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write  # noqa: E402
+
+
+def main() -> dict:
+    import numpy as np
+
+    from edgeport.convert import convert
+    from edgeport.edge.runners import get_runner
+    from edgeport.edge.worker import latency
+
+    out = []
+    with tempfile.TemporaryDirectory() as d:
+        for model, target in (("builtin:simplecnn-keras", "tflite"), ("builtin:simplecnn-torch", "pte")):
+            (m,) = convert(model, [target], ["fp32"], d)
+            r = get_runner(m, 1)
+            r.load()
+            x1 = r.prepare(np.zeros(m.signature["inputs"][0]["shape"], np.float32))
+            n = 2000
+            harness, raw = [], []
+            if target == "tflite":
+                it, i_in, i_out = r.it, r.in_idx, r.out_idx
+
+                def raw_loop():
+                    t0 = time.perf_counter()
+                    for _ in range(n):
+                        it.set_tensor(i_in, x1)
+                        it.invoke()
+                        it.get_tensor(i_out)
+                    return (time.perf_counter() - t0) / n * 1e3
+            else:
+                meth = r.method
+
+                def raw_loop():
+                    t0 = time.perf_counter()
+                    for _ in range(n):
+                        meth.execute([x1])[0].numpy()
+                    return (time.perf_counter() - t0) / n * 1e3
+            for _ in range(7):
+                raw.append(raw_loop())
+                lat, runs = latency(r.invoke_one, x1, warmup=10, min_runs=n, min_seconds=0, max_runs=n)
+                harness.append(lat["mean"])
+            h, w = statistics.median(harness), statistics.median(raw)
+            out.append({"artifact": m.name, "runs_per_round": n, "rounds": 7, "harness_mean_ms": h, "raw_mean_ms": w,
+                        "overhead_pct": round(100 * (h - w) / w, 2), "goal_pct": 3.0})
+    return {"rows": out}
+
+
+if __name__ == "__main__":
+    write("harness_overhead", main())

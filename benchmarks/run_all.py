@@ -1,0 +1,16 @@
+"""Run every benchmark in turn; each writes benchmarks/results/<name>.json."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BENCHES = ["bench_convert.py", "bench_harness.py", "bench_int8_speedup.py", "bench_browser.py"]
+
+if __name__ == "__main__":
+    only = sys.argv[1:]
+    for b in BENCHES:
+        if only and not any(o in b for o in only):
+            continue
+        print(f"== {b}", file=sys.stderr, flush=True)
+        subprocess.run([sys.executable, str(HERE / b)], check=True)
