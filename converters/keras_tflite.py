@@ -11,7 +11,16 @@ from .registry import register
 def convert(job: Job) -> Produced:
     import tensorflow as tf
 
-    conv = tf.lite.TFLiteConverter.from_saved_model(str(keras_saved_model(job)))
+    src = job.source
+    if src.saved_model_dir is not None:
+        # A user SavedModel usually has a dynamic batch; pin it to the manifest's batch-1 signature so that the
+        # graph matches what the runtimes execute (a dynamic graph lowers to other kernels, ~1e-5 relative off).
+        fn = src.model.signatures["serving_default"]
+        cf = tf.function(lambda x: fn(**{src.input_name: x})).get_concrete_function(
+            tf.TensorSpec(src.input_shape, tf.float32, name=src.input_name))
+        conv = tf.lite.TFLiteConverter.from_concrete_functions([cf], src.model)
+    else:
+        conv = tf.lite.TFLiteConverter.from_saved_model(str(keras_saved_model(job)))
     if job.recipe != "fp32":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
     if job.recipe == "fp16":

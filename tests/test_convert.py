@@ -98,3 +98,53 @@ def test_conversion_is_byte_identical(tmp_path, manifests):
         (m,) = convert(BUILTIN[fw][0], [target], [recipe], tmp_path)
         first = manifests[m.name]
         assert [(f["path"], f["sha256"]) for f in m.files] == [(f["path"], f["sha256"]) for f in first.files], m.name
+
+
+def test_other_model_inputs(tmp_path, manifests):
+    """A .keras file, a SavedModel folder and a .pt2 exported program convert like the built-ins they hold."""
+    import torch
+
+    from edgeport.convert import convert
+    from edgeport.demo import models
+
+    kmodel, kpath = models.trained_keras()
+    (m,) = convert(str(kpath), ["tflite"], ["fp32"], tmp_path / "keras")
+    # A user file carries no preprocessing, so its probe batch is seeded N(0, 1) noise, which drives these logits
+    # far past the digits' range: the float32 bound is relative to the logit scale here.
+    scale = float(np.abs(np.asarray(m.probe["float_logits"])).max())
+    assert m.probe["data"].startswith("normal(0,1)")
+    assert m.parity["outputs"][0]["max_abs_diff"] <= 1e-5 * scale
+    assert m.source["sha256"] == manifests["simplecnn-keras.fp32.tflite"].source["sha256"]
+
+    saved = tmp_path / "saved"
+    kmodel.export(str(saved), format="tf_saved_model", verbose=False)
+    ms = convert(str(saved), ["tflite", "tfjs"], ["fp32"], tmp_path / "sm")
+    scale = float(np.abs(np.asarray(ms[0].probe["float_logits"])).max())
+    assert ms[0].parity["outputs"][0]["max_abs_diff"] <= 1e-5 * scale and ms[1].parity["status"] == "pending"
+
+    tmodel, _ = models.trained_torch()
+    ep = torch.export.export(tmodel, (torch.zeros(1, 1, 28, 28),))
+    torch.export.save(ep, str(tmp_path / "net.pt2"))
+    (m,) = convert(str(tmp_path / "net.pt2"), ["pte"], ["fp32"], tmp_path / "pt2")
+    assert m.signature["inputs"][0]["shape"] == [1, 1, 28, 28]
+    scale = float(np.abs(np.asarray(m.probe["float_logits"])).max())
+    assert m.parity["outputs"][0]["max_abs_diff"] <= 1e-5 * scale
+
+
+def test_keras_int8_with_int8_io(tmp_path, float_accuracy):
+    """Full-integer TFLite with int8 input/output: scale and zero point land in the manifest, and the runner
+    quantizes with them (accuracy stays within a point of float)."""
+    from edgeport import data as dat
+    from edgeport.config import ConvertOptions
+    from edgeport.convert import convert
+    from edgeport.edge.runners import get_runner
+
+    (m,) = convert("builtin:simplecnn-keras", ["tflite"], ["int8"], tmp_path, ConvertOptions(int8_io=True))
+    inp, out = m.signature["inputs"][0], m.signature["outputs"][0]
+    assert inp["dtype"] == "int8" and out["dtype"] == "int8"
+    assert inp["quantization"]["scale"] == pytest.approx(1 / 255, rel=0.05) and inp["quantization"]["zero_point"] == -128
+    r = get_runner(m, 1)
+    r.load()
+    held = dat.digits("heldout")
+    acc = float((r.run(dat.to_layout(held.x, "NHWC")).argmax(-1) == held.y).mean())
+    assert 100 * (float_accuracy["builtin:simplecnn-keras"] - acc) <= 1.0

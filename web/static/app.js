@@ -37,7 +37,7 @@ async function detectBackends() {
   fillSelect('#litert-backend', state.available.litert, 'wasm');
   const off = [...Object.entries(state.available.tfjs).map(([k, v]) => v !== true ? `TF.js ${k}: ${v}` : null),
                ...Object.entries(state.available.litert).map(([k, v]) => v !== true ? `LiteRT.js ${k}: ${v}` : null)].filter(Boolean);
-  $('#backend-note').textContent = off.length ? 'Unavailable here: ' + off.join('; ') : 'All backends available.';
+  $('#backend-note').textContent = off.length ? 'Unavailable here: ' + off.join('; ') + '.' : 'All backends available.';
 }
 
 function fillSelect(sel, avail, preferred) {
