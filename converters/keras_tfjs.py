@@ -26,7 +26,10 @@ def convert(job: Job) -> Produced:
     )
     import json
 
+    # tensorflowjs writes protobuf map fields (each node's `attr`) in hash order, which changes from process to
+    # process; rewriting model.json with sorted keys makes the artifact byte-reproducible. TF.js reads keys by name.
     model_json = json.loads((out / "model.json").read_text())
+    (out / "model.json").write_text(json.dumps(model_json, sort_keys=True))
     sig = model_json.get("signature") or model_json.get("userDefinedMetadata", {}).get("signature", {})
     inputs, outputs = [], []
     for name, spec in (sig.get("inputs") or {}).items():

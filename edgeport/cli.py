@@ -112,8 +112,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _quiet_libraries() -> None:
+    """The frameworks warn about their own internals (deprecations inside torch/executorch/keras); a CLI user
+    cannot act on those, so they are hidden here and only here (tests and library use still see them)."""
+    import warnings
+
+    for cat in (FutureWarning, DeprecationWarning, UserWarning):
+        warnings.filterwarnings("ignore", category=cat)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if argv is None:
+        _quiet_libraries()
     try:
         return args.fn(args)
     except EdgeportError as e:
