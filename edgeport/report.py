@@ -212,35 +212,41 @@ def _plots(report: Report) -> list[str]:
 
     ok = [r for r in report.rows if r.error is None and r.accuracy is not None]
     imgs = []
-    # accuracy vs bytes (one point per artifact; the same artifact on several runtimes has one size)
-    fig, ax = plt.subplots(figsize=(8, 4.8))
-    by_art = {}
+    # accuracy vs bytes, one panel per source model (one point per artifact: runtimes share its size)
+    colors = {"tflite": "#1f77b4", "pte": "#d62728", "tfjs": "#2ca02c"}
+    by_art: dict[str, Row] = {}
     for r in ok:
         by_art.setdefault(r.artifact, r)
-    pts = [(r.bytes, 100 * r.accuracy, r.artifact) for r in by_art.values() if r.bytes]
-    front = set(_pareto(pts))
-    colors = {"tflite": "#1f77b4", "pte": "#d62728", "tfjs": "#2ca02c"}
-    for x, y, k in pts:
-        r = by_art[k]
-        ax.scatter(x / 1024, y, s=60 if k in front else 30, c=colors.get(r.target, "gray"),
-                   edgecolors="black" if k in front else "none", zorder=3)
-        ax.annotate(k, (x / 1024, y), fontsize=7, xytext=(4, 2), textcoords="offset points")
-    fr = sorted((p for p in pts if p[2] in front), key=lambda p: p[0])
-    if fr:
-        ax.plot([p[0] / 1024 for p in fr], [p[1] for p in fr], "k--", lw=0.8, label="Pareto front")
-    for src, acc in report.float_baseline.items():
-        ax.axhline(100 * acc, color="gray", lw=0.8, ls=":")
-        ax.text(ax.get_xlim()[0], 100 * acc, f" float {src}", fontsize=7, va="bottom", color="gray")
-    ax.set_xscale("log")
-    ax.set_xlabel("artifact size (KiB, log)")
-    ax.set_ylabel("held-out top-1 accuracy (%)")
-    ax.set_title("Accuracy vs size (outlined: Pareto front; dotted: float baseline)")
-    ax.grid(alpha=0.3)
-    for t, c in colors.items():
-        ax.scatter([], [], c=c, label=t)
-    ax.legend(fontsize=8, loc="lower right")
-    imgs.append(_svg(fig))
-    plt.close(fig)
+    sources = sorted({r.source for r in by_art.values()})
+    if sources:
+        fig, axes = plt.subplots(1, len(sources), figsize=(6 * len(sources), 4.4), squeeze=False)
+        for ax, src in zip(axes[0], sources):
+            pts = [(r.bytes, 100 * r.accuracy, r.artifact) for r in by_art.values() if r.source == src and r.bytes]
+            front = set(_pareto(pts))
+            for n, (x, y, k) in enumerate(sorted(pts)):
+                r = by_art[k]
+                ax.scatter(x / 1024, y, s=70 if k in front else 35, c=colors.get(r.target, "gray"),
+                           edgecolors="black" if k in front else "none", zorder=3)
+                ax.annotate(f"{r.target} {r.recipe}", (x / 1024, y), fontsize=7, rotation=30,
+                            xytext=(3, 4 + 9 * (n % 3)), textcoords="offset points")
+            fr = sorted((p for p in pts if p[2] in front), key=lambda p: p[0])
+            ax.plot([p[0] / 1024 for p in fr], [p[1] for p in fr], "k--", lw=0.8, label="Pareto front")
+            if src in report.float_baseline:
+                ax.axhline(100 * report.float_baseline[src], color="gray", lw=0.9, ls=":", label="float baseline")
+            ys = [p[1] for p in pts] + [100 * report.float_baseline.get(src, pts[0][1] / 100 if pts else 0)]
+            ax.set_ylim(min(ys) - 0.6, max(ys) + 0.6)
+            ax.set_xscale("log")
+            ax.set_xlabel("artifact size (KiB, log)")
+            ax.set_ylabel("held-out top-1 accuracy (%)")
+            ax.set_title(src, fontsize=10)
+            ax.grid(alpha=0.3)
+            for t, c in colors.items():
+                ax.scatter([], [], c=c, label=t)
+            ax.legend(fontsize=7, loc="lower right")
+        fig.suptitle("Accuracy vs size (outlined: Pareto front)")
+        fig.tight_layout()
+        imgs.append(_svg(fig))
+        plt.close(fig)
 
     # latency per artifact x backend x threads
     timed = sorted([r for r in ok if r.latency_ms and "p50" in r.latency_ms], key=lambda r: (r.artifact, r.device, r.backend, r.threads or 0))
