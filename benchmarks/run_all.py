@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ["bench_convert.py", "bench_harness.py", "bench_int8_speedup.py", "bench_browser.py"]
+BENCHES = ["bench_convert.py", "bench_harness.py", "bench_int8_speedup.py", "bench_evaluate.py", "bench_browser.py"]
 
 if __name__ == "__main__":
     only = sys.argv[1:]

@@ -3,7 +3,6 @@ Chromium, write report/, then serve the demo page."""
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -156,10 +155,3 @@ def heldout_accuracy_keras(model) -> float:
     held = digits("heldout")
     logits = np.asarray(model(to_layout(held.x, "NHWC"), training=False))
     return float((logits.argmax(1) == held.y).mean())
-
-
-if os.environ.get("EDGEPORT_TRAIN_DEBUG"):  # pragma: no cover
-    m, _ = trained_torch()
-    print("torch", heldout_accuracy_torch(m))
-    k, _ = trained_keras()
-    print("keras", heldout_accuracy_keras(k))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from edgeport import defaults
-from edgeport.errors import ParityError
 
 
 def compare(reference: np.ndarray, candidate: np.ndarray, name: str = "logits") -> dict:
@@ -38,9 +37,3 @@ def within(result: dict, recipe: str, *, max_abs: float | None = None, min_agree
     if result["top1_agreement"] < min_agreement:
         fails.append(f"{result['name']}: top-1 agreement {result['top1_agreement']:.3f} < {min_agreement:g}")
     return fails
-
-
-def check(name: str, results: list[dict], recipe: str) -> None:
-    fails = [f for r in results for f in within(r, recipe)]
-    if fails:
-        raise ParityError(name, fails)

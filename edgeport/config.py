@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from . import defaults
 from .errors import CalibrationError, InputError
@@ -37,7 +37,6 @@ class EvaluateOptions:
     warmup: int = defaults.WARMUP_RUNS
     min_runs: int = defaults.MIN_TIMED_RUNS
     min_seconds: float = defaults.MIN_TIMED_SECONDS
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
         for t in self.threads:

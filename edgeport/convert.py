@@ -15,7 +15,7 @@ import numpy as np
 from . import data as dat
 from . import defaults
 from .config import ConvertOptions
-from .errors import CalibrationError, EdgeportError
+from .errors import CalibrationError
 from .manifest import Manifest, file_entries
 from .sources import Source, load_source
 from .versions import tools_for

@@ -73,3 +73,18 @@ def test_explicit_host_warns(artifacts, capsys, monkeypatch):
     monkeypatch.setattr(s.ThreadingHTTPServer, "serve_forever", lambda self: None)
     assert s.serve(artifacts, host="0.0.0.0", port=0) == 0
     assert "WARNING: serving on 0.0.0.0" in capsys.readouterr().err
+
+
+def test_missing_chromium_is_a_clear_error(artifacts, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "EDGEPORT_CHROMIUM": "/nonexistent/chrome"}
+    p = subprocess.run([sys.executable, "-m", "edgeport", "evaluate", str(artifacts / "simplecnn-keras.fp32.tfjs.manifest.json"),
+                        "--browser", "chromium", "--threads", "1", "--quick", "--out", str(tmp_path)],
+                       capture_output=True, text=True, timeout=600, env=env)
+    lines = [ln for ln in p.stderr.splitlines() if ln.startswith("edgeport:")]
+    assert p.returncode == 2
+    assert lines == ["edgeport: error: EDGEPORT_CHROMIUM=/nonexistent/chrome does not exist; install Chromium "
+                     "(apt-get install chromium, or `playwright install chromium`) or point EDGEPORT_CHROMIUM at its executable"]

@@ -24,8 +24,14 @@ def _log(msg: str) -> None:
 
 
 def find_chromium() -> str | None:
-    """A system Chromium first; None means Playwright's own browser (if the user installed it)."""
-    for c in (os.environ.get("EDGEPORT_CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser", shutil.which("chromium"),
+    """$EDGEPORT_CHROMIUM, else a system Chromium; None means Playwright's own browser (if the user installed it)."""
+    env = os.environ.get("EDGEPORT_CHROMIUM")
+    if env:
+        if not Path(env).is_file():
+            raise InputError(f"EDGEPORT_CHROMIUM={env} does not exist; install Chromium (apt-get install chromium,"
+                             " or `playwright install chromium`) or point EDGEPORT_CHROMIUM at its executable")
+        return env
+    for c in ("/usr/bin/chromium", "/usr/bin/chromium-browser", shutil.which("chromium"),
               shutil.which("chromium-browser"), shutil.which("google-chrome")):
         if c and Path(c).is_file():
             return c
@@ -50,6 +56,8 @@ def run_page_benchmark(folder: Path, *, backends: str = "cpu,wasm,webgl,webgpu",
     Pass an already-launched Playwright ``browser`` to reuse it; otherwise one is launched and closed here."""
     from .server import start_background
 
+    if browser is None:
+        find_chromium()  # fail fast, with the fix, before starting the server and the driver
     srv, url = start_background(folder)
     try:
         if browser is not None:
@@ -92,6 +100,8 @@ def evaluate_in_browser(manifests: list[Manifest], options=None, *, report: Repo
         _log(f"browser: benchmarking web artifacts in {folder} with headless Chromium ...")
         try:
             page_report, errors = run_page_benchmark(folder, quick=quick)
+        except InputError:
+            raise  # no Chromium, no JS runtimes: the user must act; not a row
         except EdgeportError as e:
             rows.append(Row(artifact=str(folder), target="?", recipe="?", source="?", runtime="chromium", backend="-",
                             threads=None, device="chromium", error=str(e)))
