@@ -29,7 +29,7 @@ def main() -> dict:
         t_both = time.perf_counter() - t0
     return {"native_rows": len(native.rows), "native_wall_s": round(t_native, 1),
             "native_plus_browser_rows": len(both.rows), "native_plus_browser_wall_s": round(t_both, 1),
-            "threads": ["1", "all"], "timing": "10 warm-ups, >=100 runs, until 2 s or 2,000 runs"}
+            "threads": ["1", "all"], "timing": "10 warm-ups, >=100 runs, until 2 s or 1,000 runs"}
 
 
 if __name__ == "__main__":

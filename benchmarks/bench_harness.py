@@ -5,6 +5,7 @@ that drift on the machine hits both alike."""
 
 from __future__ import annotations
 
+import gc
 import statistics
 import sys
 import tempfile
@@ -35,30 +36,40 @@ def main() -> dict:
                 it, i_in, i_out = r.it, r.in_idx, r.out_idx
 
                 def raw_loop():
+                    gc.disable()  # the harness times with GC off too (as timeit does)
                     t0 = time.perf_counter()
                     for _ in range(n):
                         it.set_tensor(i_in, x1)
                         it.invoke()
                         it.get_tensor(i_out)
-                    return (time.perf_counter() - t0) / n * 1e3
+                    dt = time.perf_counter() - t0
+                    gc.enable()
+                    return dt / n * 1e3
             else:
                 meth = r.method
 
                 def raw_loop():
+                    gc.disable()
                     t0 = time.perf_counter()
                     for _ in range(n):
                         meth.execute([x1])[0].numpy()
-                    return (time.perf_counter() - t0) / n * 1e3
-            for i in range(8):  # alternate which loop goes first, so that warm-up and drift favour neither
+                    dt = time.perf_counter() - t0
+                    gc.enable()
+                    return dt / n * 1e3
+            for i in range(16):  # alternate which loop goes first, so that warm-up and drift favour neither
                 if i % 2:
                     raw.append(raw_loop())
                 lat, runs = latency(r.invoke_one, x1, warmup=10, min_runs=n, min_seconds=0, max_runs=n)
                 harness.append(lat["mean"])
                 if not i % 2:
                     raw.append(raw_loop())
-            h, w = statistics.median(harness), statistics.median(raw)
-            out.append({"artifact": m.name, "runs_per_round": n, "rounds": 8, "harness_mean_ms": h, "raw_mean_ms": w,
-                        "overhead_pct": round(100 * (h - w) / w, 2), "goal_pct": 3.0})
+            # Best round of each: on a shared 2-core VM the noise only ever adds time, so the minimum is the
+            # steadiest estimate of each loop's own cost; the medians are kept for reference.
+            h, w = min(harness), min(raw)
+            hm, wm = statistics.median(harness), statistics.median(raw)
+            out.append({"artifact": m.name, "runs_per_round": n, "rounds": 16, "harness_best_ms": h, "raw_best_ms": w,
+                        "overhead_pct": round(100 * (h - w) / w, 2), "harness_median_ms": hm, "raw_median_ms": wm,
+                        "overhead_median_pct": round(100 * (hm - wm) / wm, 2), "goal_pct": 3.0})
     return {"rows": out}
 
 
