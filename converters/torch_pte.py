@@ -7,24 +7,19 @@ from .registry import register
 
 
 def _quantize(job: Job):
-    """PT2E: export -> prepare with XNNPACKQuantizer -> calibrate -> convert -> re-export."""
+    """PT2E with the XNNPACK quantizer (per-channel, symmetric), then re-export for lowering."""
     import torch
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
     )
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from edgeport.quantization.pt2e import calibrate_pt2e
 
     dynamic = job.recipe == "dynamic-int8"
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
     example = job.example_input_torch()
-    gm = torch_exported(job).module()
-    prepared = prepare_pt2e(gm, quantizer)
-    batches = [example] if dynamic else [torch.from_numpy(job.calib[i : i + 1]) for i in range(len(job.calib))]
-    with torch.no_grad():
-        for b in batches:
-            prepared(b)
-    converted = convert_pt2e(prepared)
+    converted = calibrate_pt2e(torch_exported(job), quantizer, example=example, calib=None if dynamic else job.calib)
     return torch.export.export(converted, (example,), strict=False)
 
 

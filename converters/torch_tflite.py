@@ -22,20 +22,13 @@ def _quant_config(job: Job):
 
 
 def _pt2e_calibrated_module(job: Job, quant_config):
-    """litert-torch's documented static flow: prepare_pt2e, calibrate, convert_pt2e, then convert()."""
-    import torch
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    """litert-torch's documented PT2E flow: calibrate and convert first, then litert_torch.convert()."""
+    from edgeport.quantization.pt2e import calibrate_pt2e
 
     from .common import torch_exported
 
-    gm = torch_exported(job).module()
-    prepared = prepare_pt2e(gm, quant_config.pt2e_quantizer)
-    batches = ([job.example_input_torch()] if job.recipe == "dynamic-int8"
-               else [torch.from_numpy(job.calib[i : i + 1]) for i in range(len(job.calib))])
-    with torch.no_grad():
-        for b in batches:
-            prepared(b)
-    return convert_pt2e(prepared, fold_quantize=False)
+    return calibrate_pt2e(torch_exported(job), quant_config.pt2e_quantizer, example=job.example_input_torch(),
+                          calib=None if job.recipe == "dynamic-int8" else job.calib, fold_quantize=False)
 
 
 @register("torch", "tflite", recipes=("fp32", "fp16", "dynamic-int8", "int8"),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -17,12 +16,10 @@ import numpy as np
 from edgeport import defaults
 from edgeport.data import digits, shifted_training_set, to_layout
 from edgeport.fileio import atomic_path
+from edgeport.console import log as _log
 
 TRAIN_CONFIG = {"epochs": 6, "batch": 32, "lr": 1e-3, "shift": 3, "seed": defaults.SEED, "version": 2}
 
-
-def _log(msg: str) -> None:
-    print(f"[edgeport] {msg}", file=sys.stderr, flush=True)
 
 
 def _cache_key(framework: str, lib_version: str) -> str:

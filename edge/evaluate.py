@@ -19,10 +19,8 @@ from edgeport.manifest import Manifest, find_manifests
 from edgeport.report import Report, Row, table
 
 from .runners import native_targets, resolve_threads
+from edgeport.console import log as _log
 
-
-def _log(msg: str) -> None:
-    print(f"[edgeport] {msg}", file=sys.stderr, flush=True)
 
 
 def _load_data(spec: str, folder: Path) -> tuple[Path, dict]:

@@ -6,7 +6,6 @@ Run by the evaluator as ``python -m edgeport.edge.worker JOB.json``; a crash her
 from __future__ import annotations
 
 import gc
-import gzip
 import json
 import os
 import resource
@@ -93,7 +92,7 @@ def measure_one(m, job: dict, x: np.ndarray, y, ref, threads: int) -> dict:
     pred = logits.argmax(-1)
     out = {
         "bytes": m.total_bytes,
-        "gzip_bytes": sum(len(gzip.compress((m.folder / f["path"]).read_bytes(), 9)) for f in m.files),
+        "gzip_bytes": m.gzip_bytes(),
         "load_ms": load_ms,
         "latency_ms": lat,
         "runs": runs,

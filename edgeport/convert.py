@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -19,10 +18,8 @@ from .errors import CalibrationError
 from .manifest import Manifest, file_entries
 from .sources import Source, load_source
 from .versions import tools_for
+from .console import log as _log
 
-
-def _log(msg: str) -> None:
-    print(f"[edgeport] {msg}", file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,12 @@ class Manifest:
     def total_bytes(self) -> int:
         return sum(f["bytes"] for f in self.files)
 
+    def gzip_bytes(self) -> int:
+        """What a download costs: every file gzip-compressed at level 9."""
+        import gzip
+
+        return sum(len(gzip.compress((self.folder / f["path"]).read_bytes(), 9)) for f in self.files)
+
     def check_files(self, *, hashes: bool = True) -> None:
         """Raise ArtifactError naming every file that is missing or whose size/hash differs."""
         problems = []

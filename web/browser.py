@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,13 +12,11 @@ import numpy as np
 from edgeport.errors import EdgeportError, InputError, one_line
 from edgeport.manifest import Manifest
 from edgeport.report import Report, Row
+from edgeport.console import log as _log
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--no-first-run", "--disable-quic", "--enable-unsafe-swiftshader", "--use-angle=swiftshader"]
 
-
-def _log(msg: str) -> None:
-    print(f"[edgeport] {msg}", file=sys.stderr, flush=True)
 
 
 def find_chromium() -> str | None:
@@ -121,7 +117,7 @@ def _row_from_page(r: dict, m: Manifest | None, report: Report | None, float_pre
     row = Row(**{k: v for k, v in r.items() if k in known})
     if m is not None:
         row.manifest = str(m.path)
-        row.gzip_bytes = sum(len(gzip.compress((m.folder / f["path"]).read_bytes(), 9)) for f in m.files)
+        row.gzip_bytes = m.gzip_bytes()
     fa = (report.float_baseline.get(row.source) if report else None)
     row.float_accuracy = fa
     if row.accuracy is not None and fa is not None:
