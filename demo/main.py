@@ -29,7 +29,7 @@ def run_demo(out: str = ".", serve: bool = True, port: int = 8765, browser: bool
         manifests += convert(model, targets, ["all"], art)
     t_convert = time.perf_counter() - t0
     print(artifact_table(manifests))
-    report = evaluate([art], EvaluateOptions(), out=rep, browser="chromium" if browser else None)
+    report = evaluate([art], EvaluateOptions(), browser="chromium" if browser else None)
     report.extra.update({"demo_wall_s": round(time.perf_counter() - t0, 1), "convert_s": round(t_convert, 1)})
     report.write(rep)
     print()
