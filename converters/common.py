@@ -33,10 +33,6 @@ class Job:
 
         return torch.from_numpy(self.example_input_np())
 
-    def torch_module(self):
-        m = self.source.model
-        return m.module() if hasattr(m, "module") and hasattr(m, "graph_signature") else m
-
     def float_probe_shape(self) -> tuple[int, ...]:
         return tuple(self.source.extras["probe_logits_shape"])
 

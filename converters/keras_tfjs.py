@@ -10,7 +10,7 @@ _DTYPE_MAP = {"fp32": None, "fp16": {"float16": "*"}, "uint8": {"uint8": "*"}, "
 
 
 @register("keras", "tfjs", recipes=("fp32", "fp16", "uint8", "uint16"),
-          converter="tensorflowjs.converters.convert_tf_saved_model", runtime="browser", web=True)
+          converter="tensorflowjs.converters.convert_tf_saved_model", runtime="browser")
 def convert(job: Job) -> Produced:
     from tensorflowjs.converters import tf_saved_model_conversion_v2 as tfjs_conv
 

@@ -7,7 +7,7 @@ from .registry import register
 
 
 @register("keras", "tflite", recipes=("fp32", "fp16", "dynamic-int8", "int8"),
-          converter="tf.lite.TFLiteConverter", runtime="ai-edge-litert", web=True)
+          converter="tf.lite.TFLiteConverter", runtime="ai-edge-litert")
 def convert(job: Job) -> Produced:
     import tensorflow as tf
 

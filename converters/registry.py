@@ -26,13 +26,12 @@ class Target:
     convert: Callable  # convert(job) -> Produced
     converter: str  # the official tool that does the work, for the table and the manifest
     runtime: str  # the runtime that runs the artifact natively ("browser" when none in Python)
-    web: bool  # whether the browser page can run it
 
 
 _REGISTRY: dict[tuple[str, str], Target] = {}
 
 
-def register(framework: str, target: str, *, recipes: tuple[str, ...], converter: str, runtime: str, web: bool = False):
+def register(framework: str, target: str, *, recipes: tuple[str, ...], converter: str, runtime: str):
     """Class/function decorator: ``@register("torch", "pte", recipes=(...), ...)``."""
 
     def deco(fn):
@@ -41,7 +40,7 @@ def register(framework: str, target: str, *, recipes: tuple[str, ...], converter
         key = (framework, target)
         if key in _REGISTRY:
             raise RuntimeError(f"target {key} registered twice")
-        _REGISTRY[key] = Target(framework, target, tuple(recipes), fn, converter, runtime, web)
+        _REGISTRY[key] = Target(framework, target, tuple(recipes), fn, converter, runtime)
         return fn
 
     return deco

@@ -32,14 +32,14 @@ def _pt2e_calibrated_module(job: Job, quant_config):
 
 
 @register("torch", "tflite", recipes=("fp32", "fp16", "dynamic-int8", "int8"),
-          converter="litert-torch", runtime="ai-edge-litert", web=True)
+          converter="litert-torch", runtime="ai-edge-litert")
 def convert(job: Job) -> Produced:
     import litert_torch
 
     qc = _quant_config(job)
 
     def go():
-        module = job.torch_module()
+        module = job.source.torch_module()
         if qc is not None and qc.pt2e_quantizer is not None:
             module = _pt2e_calibrated_module(job, qc)
         return litert_torch.convert(module, (job.example_input_torch(),), quant_config=qc)

@@ -22,6 +22,13 @@ def compare(reference: np.ndarray, candidate: np.ndarray, name: str = "logits") 
     }
 
 
+def record(results: list[dict], recipe: str, runtime: str, **extra) -> dict:
+    """The manifest's `parity` block for measured results; the one shape both evaluators write."""
+    fails = [f for r in results for f in within(r, recipe)]
+    return {"status": "measured", "runtime": runtime, "outputs": results, **extra,
+            "tolerance": tolerance(recipe), "within_tolerance": not fails}
+
+
 def tolerance(recipe: str) -> dict:
     return defaults.PARITY_TOLERANCE[recipe]
 

@@ -22,12 +22,12 @@ def _rss_bytes() -> int:
 
 def prepare_inputs(m, data: dict) -> np.ndarray:
     """Raw pixels -> model input with the manifest's preprocessing and layout; user data is already model-ready."""
-    from edgeport.data import to_layout
+    from edgeport.data import pixels_to_input, to_layout
 
     if "pixels" in data:
         pre = m.preprocessing
-        x = data["pixels"].astype(np.float32) * np.float32(pre["scale"]) + np.float32(pre["offset"])
-        return to_layout(x, pre.get("layout") or m.input["layout"]).astype(np.float32)
+        x = pixels_to_input(data["pixels"], pre["scale"], pre["offset"])
+        return to_layout(x, pre.get("layout") or m.input["layout"])
     return data["x"].astype(np.float32)
 
 

@@ -152,15 +152,13 @@ def _measure_parity(m: Manifest, probe_x: np.ndarray, float_logits: np.ndarray, 
     r.load()
     got = r.run(probe_x)
     res = parity.compare(float_logits, got, m.signature["outputs"][0]["name"])
-    fails = parity.within(res, m.recipe)
     if not m.delegation:
         m.delegation = r.delegation()
-    m.parity = {"status": "measured", "runtime": f"{r.runtime} {r.runtime_version}", "outputs": [res],
-                "tolerance": parity.tolerance(m.recipe), "within_tolerance": not fails}
-    if fails and options.strict_parity:
+    m.parity = parity.record([res], m.recipe, f"{r.runtime} {r.runtime_version}")
+    if not m.parity["within_tolerance"] and options.strict_parity:
         from .errors import ParityError
 
-        raise ParityError(m.name, fails)
+        raise ParityError(m.name, parity.within(res, m.recipe))
 
 
 def _publish(work: Path, out: Path, names: list[str], m: Manifest) -> None:

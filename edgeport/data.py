@@ -62,7 +62,7 @@ def _digits_split_indices() -> tuple[np.ndarray, np.ndarray]:
 
 def pixels_to_input(pixels: np.ndarray, scale: float = 1.0 / 255.0, offset: float = 0.0) -> np.ndarray:
     """The preprocessing every runner applies (native and browser): float32(pixels) * scale + offset."""
-    return (pixels.astype(np.float32) * np.float32(scale) + np.float32(offset)).astype(np.float32)
+    return pixels.astype(np.float32) * np.float32(scale) + np.float32(offset)
 
 
 def digits(split: str) -> Split:

@@ -52,6 +52,10 @@ class Row:
     def key(self) -> tuple:
         return (self.artifact, self.runtime, self.backend, self.threads, self.device)
 
+    def within(self, budget_pp: float) -> bool:
+        """A row that ran and lost at most `budget_pp` points of accuracy against float."""
+        return self.error is None and self.accuracy_drop_pp is not None and self.accuracy_drop_pp <= budget_pp
+
 
 @dataclass
 class Report:
@@ -97,7 +101,7 @@ class Report:
     # ------------------------------------------------------------------ choices
     def picks(self, budget_pp: float) -> dict[str, Row | None]:
         """Smallest and fastest artifact whose accuracy drop stays within the budget."""
-        ok = [r for r in self.rows if r.error is None and r.accuracy_drop_pp is not None and r.accuracy_drop_pp <= budget_pp]
+        ok = [r for r in self.rows if r.within(budget_pp)]
         timed = [r for r in ok if _p50(r) != float("inf")]
         return {
             "smallest": min(ok, key=lambda r: (r.bytes or 0, _p50(r)), default=None),
@@ -107,7 +111,7 @@ class Report:
     def best_per_target(self, budget_pp: float) -> dict[str, Row]:
         out = {}
         for r in self.rows:
-            if r.error or r.accuracy_drop_pp is None or r.accuracy_drop_pp > budget_pp:
+            if not r.within(budget_pp):
                 continue
             key = f"{r.target} ({r.device})" if r.device != "local" else r.target
             cur = out.get(key)
@@ -144,8 +148,7 @@ def table(report: Report, budget_pp: float = 0.5) -> str:
         mark[picks["fastest"].key()] = (mark.get(picks["fastest"].key(), "") + " fastest").strip()
 
     def order(r: Row):
-        within = r.error is None and r.accuracy_drop_pp is not None and r.accuracy_drop_pp <= budget_pp
-        return (r.error is not None, not within, r.bytes or 0, _p50(r))
+        return (r.error is not None, not r.within(budget_pp), r.bytes or 0, _p50(r))
 
     head = ("artifact", "runtime/backend", "thr", "size", "gzip", "acc %", "drop pp", "agree %", "p50 ms", "p90 ms", "p99 ms", "load ms", "deleg", "note")
     lines = [head]
@@ -154,8 +157,7 @@ def table(report: Report, budget_pp: float = 0.5) -> str:
             lines.append((r.artifact, f"{r.runtime}/{r.backend}", _fmt(r.threads, "d"), _fmt_bytes(r.bytes), "", "", "", "", "", "", "", "", "", "ERROR: " + r.error[:90]))
             continue
         lat = r.latency_ms or {}
-        within = r.accuracy_drop_pp is not None and r.accuracy_drop_pp <= budget_pp
-        note = mark.get(r.key(), "") or ("" if within else f"over {budget_pp:g} pp budget")
+        note = mark.get(r.key(), "") or ("" if r.within(budget_pp) else f"over {budget_pp:g} pp budget")
         lines.append((
             r.artifact, f"{r.runtime}/{r.backend}", _fmt(r.threads, "d"), _fmt_bytes(r.bytes), _fmt_bytes(r.gzip_bytes),
             _fmt(None if r.accuracy is None else 100 * r.accuracy, ".2f"), _fmt(r.accuracy_drop_pp, "+.2f"),

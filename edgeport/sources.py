@@ -44,12 +44,16 @@ class Source:
     def is_digits(self) -> bool:
         return self.preprocessing is not None
 
+    def torch_module(self):
+        """The nn.Module to call: the model itself, or the module of an ExportedProgram (.pt2)."""
+        return self.model.module() if hasattr(self.model, "graph_signature") else self.model
+
     def float_outputs(self, x: np.ndarray) -> np.ndarray:
         """Logits of the float original on a batch in the model's input layout."""
         if self.framework == "torch":
             import torch
 
-            mod = self.model.module() if hasattr(self.model, "module") and not isinstance(self.model, torch.nn.Module) else self.model
+            mod = self.torch_module()
             with torch.no_grad():
                 out = [mod(torch.from_numpy(x[i : i + 1])) for i in range(len(x))] if self.extras.get("batch1") else [mod(torch.from_numpy(x))]
             return np.concatenate([o.detach().numpy() for o in out]).astype(np.float32)

@@ -146,7 +146,6 @@ def _fill_tfjs_parity(rows: list[dict], by_name: dict[str, Manifest]) -> None:
         primary = measured.get("cpu") or next(iter(measured.values()))
         out = {"name": m.signature["outputs"][0]["name"], "max_abs_diff": primary["max_abs_diff"], "max_rel_diff": None,
                "top1_agreement": primary["top1_agreement"], "samples": primary["samples"]}
-        fails = par.within(out, m.recipe)
-        m.parity = {"status": "measured", "runtime": "tfjs (headless Chromium), " + ("cpu" if "cpu" in measured else next(iter(measured))),
-                    "outputs": [out], "by_backend": measured, "tolerance": par.tolerance(m.recipe), "within_tolerance": not fails}
+        backend = "cpu" if "cpu" in measured else next(iter(measured))
+        m.parity = par.record([out], m.recipe, f"tfjs (headless Chromium), {backend}", by_backend=measured)
         m.write(m.folder)
