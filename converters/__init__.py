@@ -1,8 +1,5 @@
-"""Converters: one module per target, registered by (source framework, target)."""
+"""Converters: one plugin folder per target format (``tflite/``, ``tfjs/``, ``pte/`` ...), each registering itself
+with ``edgeport.registry.register_target``; ``common`` holds what the converters share.
 
-from .registry import DECLARED, Target, get_target, matrix, register, targets_for
-
-# Importing a module registers its targets; adding a target means one new file and one line here.
-from . import keras_tflite, keras_tfjs, torch_pte, torch_tflite  # noqa: E402,F401  (registers)
-
-__all__ = ["DECLARED", "Target", "get_target", "matrix", "register", "targets_for"]
+Plugins are listed in pyproject.toml under ``[project.entry-points."edgeport.plugins"]``.
+"""

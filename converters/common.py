@@ -1,10 +1,12 @@
-"""What every converter shares: the job it is handed, what it hands back, and error translation."""
+"""What every converter shares: the job it is handed, what it hands back, error translation, and the shared
+exports (a Keras SavedModel, a torch.export program) that several targets reuse."""
 
 from __future__ import annotations
 
 import re
+import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -12,6 +14,7 @@ import numpy as np
 
 from edgeport.config import ConvertOptions
 from edgeport.errors import ConversionError, UnsupportedError, one_line
+from edgeport.signature import Signature
 from edgeport.sources import Source
 
 
@@ -21,29 +24,36 @@ class Job:
     recipe: str
     workdir: Path  # temporary folder; the pipeline moves what the converter lists into the output folder
     name: str  # artifact base name: <model>.<recipe>
-    calib: np.ndarray | None
+    calib: dict[str, np.ndarray] | None  # calibration rows, {input name: (N, ...)}, for static recipes
     options: ConvertOptions
-    probe_x: np.ndarray  # the probe batch in the model's input layout
+    example: dict[str, np.ndarray]  # one real sample (batch 1) per input, for tracing
+    cache: dict = field(default_factory=dict)  # per-source exports shared by jobs (SavedModel, ExportedProgram)
 
-    def example_input_np(self) -> np.ndarray:
-        return self.probe_x[:1].astype(np.float32)
+    @property
+    def sig(self) -> Signature:
+        return self.source.signature
 
-    def example_input_torch(self):
+    def example_torch(self) -> tuple:
         import torch
 
-        return torch.from_numpy(self.example_input_np())
+        return tuple(torch.from_numpy(np.ascontiguousarray(self.example[s.name])) for s in self.sig.inputs)
 
-    def float_probe_shape(self) -> tuple[int, ...]:
-        return tuple(self.source.extras["probe_logits_shape"])
+    def calib_rows(self):
+        """Calibration samples one at a time, each {input name: (1, ...)}."""
+        n = len(next(iter(self.calib.values())))
+        for i in range(n):
+            yield {k: v[i : i + 1] for k, v in self.calib.items()}
 
 
 @dataclass
 class Produced:
     entry: str  # relative path of the file a runtime opens
     files: list[str]  # every file of the artifact, relative to workdir
-    signature: dict
+    signature: Signature  # the source's named signature with the artifact's bindings (and any dtype changes)
     delegation: dict | None = None
     moved: list[str] | None = None  # top-level names to move (defaults to files)
+    notes: list[str] = field(default_factory=list)  # what the converter did that a user should know
+    quantization: dict | None = None  # what was quantized, how (recorded in the manifest)
 
 
 _DATA_DEPENDENT = re.compile(r"data.dependent|GuardOnDataDependent|Could not guard|Dynamic control flow", re.I)
@@ -74,49 +84,94 @@ def run_converter(fn: Callable[[], Any], tool: str, job: Job) -> Any:
 
 
 def keras_saved_model(job: Job) -> Path:
-    """A SavedModel of the Keras source, exported once per source and shared by TFLite and TF.js."""
+    """A SavedModel of the Keras source with a batch-1 signature named by the model's inputs, exported once per
+    source (in the job cache) and shared by TFLite, TF.js and ONNX. Outputs are keyed output_0, output_1, ..."""
     src = job.source
-    if src.saved_model_dir is not None:
-        return src.saved_model_dir
-    cached = src.extras.get("saved_model")
+    cached = job.cache.get("saved_model")
     if cached and Path(cached).is_dir():
         return Path(cached)
-    tmp = Path(tempfile.mkdtemp(prefix="edgeport-savedmodel-")) / "saved"
     import tensorflow as tf
 
-    spec = tf.TensorSpec([1, *src.input_shape[1:]], tf.float32, name=src.input_name)
-    run_converter(lambda: src.model.export(str(tmp), format="tf_saved_model", input_signature=[spec], verbose=False),
-                  "keras Model.export", job)
-    src.extras["saved_model"] = str(tmp)
+    tmp = Path(tempfile.mkdtemp(prefix="edgeport-savedmodel-", dir=job.workdir.parent)) / "saved"
+    specs = [tf.TensorSpec(s.shape, s.dtype, name=s.name) for s in job.sig.inputs]
+    if src.saved_model_dir is not None:
+        fn = src.model.signatures["serving_default"]
+        names = job.sig.input_names
+        module = tf.Module()
+        module.f = tf.function(lambda *xs: fn(**dict(zip(names, xs))), input_signature=specs)
+        run_converter(lambda: tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.f}),
+                      "tf.saved_model.save", job)
+    else:
+        model = src.model
+        if len(specs) == 1:
+            sig = [specs[0]]
+        elif isinstance(getattr(model, "_inputs_struct", None), dict):
+            sig = [{s.name: s for s in specs}]
+        else:
+            sig = [specs]
+        run_converter(lambda: model.export(str(tmp), format="tf_saved_model", input_signature=sig, verbose=False),
+                      "keras Model.export", job)
+    job.cache["saved_model"] = str(tmp)
+    job.cache.setdefault("cleanup", []).append(tmp.parent)
     return tmp
 
 
+def saved_model_output_keys(path: Path) -> list[str]:
+    """The serving signature's output keys, in the order that matches the source's flattened outputs."""
+    import tensorflow as tf
+
+    fn = tf.saved_model.load(str(path)).signatures["serving_default"]
+    keys = list(fn.structured_outputs)
+    return sorted(keys, key=lambda k: (int(k.rsplit("_", 1)[1]) if re.fullmatch(r"output_\d+", k) else 10**6, k))
+
+
 def torch_exported(job: Job):
-    """torch.export of the source (cached), with strict=False as ExecuTorch and litert-torch do."""
+    """torch.export of the source (cached per source), with strict=False as ExecuTorch and litert-torch do."""
     import torch
 
     src = job.source
     if hasattr(src.model, "graph_signature"):  # already an ExportedProgram (.pt2)
         return src.model
-    if "exported" not in src.extras:
-        src.extras["exported"] = run_converter(
-            lambda: torch.export.export(src.model, (job.example_input_torch(),), strict=False), "torch.export", job
-        )
-    return src.extras["exported"]
+    if "exported" not in job.cache:
+        job.cache["exported"] = run_converter(
+            lambda: torch.export.export(src.model, job.example_torch(), strict=False), "torch.export", job)
+    return job.cache["exported"]
 
 
-def tflite_signature(path: Path, job: Job) -> dict:
-    """Read input/output details (shape, dtype, int8 scale/zero point) from the artifact itself."""
+def cleanup(cache: dict) -> None:
+    for p in cache.get("cleanup", []):
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def tflite_signature(path: Path, job: Job) -> Signature:
+    """The source signature bound to the .tflite's serving signature keys, with the artifact's own dtypes and int8
+    scale/zero point. Keys that equal the source's names bind by name (Keras exports); otherwise by position
+    (litert-torch's args_N / output_N)."""
     from ai_edge_litert.interpreter import Interpreter
 
     it = Interpreter(model_path=str(path))
+    sigs = it.get_signature_list()
+    key = "serving_default" if "serving_default" in sigs else next(iter(sigs))
+    runner = it.get_signature_runner(key)
+    ind, outd = runner.get_input_details(), runner.get_output_details()
 
     def q(d):
         scale, zp = d.get("quantization", (0.0, 0))
         return {"scale": float(scale), "zero_point": int(zp)} if scale else None
 
-    ins = [{"name": d["name"], "shape": [int(s) for s in d["shape"]], "dtype": np.dtype(d["dtype"]).name,
-            "layout": job.source.layout, "quantization": q(d)} for d in it.get_input_details()]
-    outs = [{"name": d["name"], "shape": [int(s) for s in d["shape"]], "dtype": np.dtype(d["dtype"]).name,
-             "labels": job.source.labels, "quantization": q(d)} for d in it.get_output_details()]
-    return {"inputs": ins, "outputs": outs}
+    def bind(specs, details):
+        return tuple(s.with_(binding=k, dtype=np.dtype(details[k]["dtype"]).name, quantization=q(details[k]))
+                     for s, k in zip(specs, bind_keys([s.name for s in specs], list(details))))
+
+    return Signature(bind(job.sig.inputs, ind), bind(job.sig.outputs, outd))
+
+
+def bind_keys(names: list[str], keys: list[str]) -> list[str]:
+    """Artifact keys for the source's tensor names: by name when every name is there, else by position (keys in
+    natural order: args_0, args_1, ... / output_0, output_1, ...)."""
+    if len(keys) != len(names):
+        raise ConversionError(f"the artifact has {len(keys)} tensors ({', '.join(keys)}) where the model has {len(names)}"
+                              f" ({', '.join(names)}); re-export the model")
+    if set(names) == set(keys):
+        return list(names)
+    return sorted(keys, key=lambda k: (int(m.group()) if (m := re.search(r"\d+$", k)) else -1, k))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from edgeport import defaults
 
 # The whole matrix, written as a list so that one can read it and know the pipeline.
 DEMO_JOBS = [
@@ -30,14 +29,16 @@ def run_demo(out: str = ".", serve: bool = True, port: int = 8765, browser: bool
     t_convert = time.perf_counter() - t0
     print(artifact_table(manifests))
     report = evaluate([art], EvaluateOptions(), browser="chromium" if browser else None)
+    budget = report.budget
     report.extra.update({"demo_wall_s": round(time.perf_counter() - t0, 1), "convert_s": round(t_convert, 1)})
     report.write(rep)
     print()
-    print(table(report, defaults.ACCURACY_BUDGET_PP))
-    print(f"\nBest artifact per target within a {defaults.ACCURACY_BUDGET_PP:g}-point accuracy budget (smallest, then fastest):")
-    for target, r in sorted(report.best_per_target(defaults.ACCURACY_BUDGET_PP).items()):
+    print(table(report))
+    print(f"\nBest artifact per target within budget ({budget.describe()}; smallest, then fastest):")
+    for target, r in sorted(report.best_per_target().items()):
         lat = f"{r.latency_ms['p50']:.3f} ms p50" if r.latency_ms else "-"
-        print(f"  {target:<18} {r.artifact:<38} {r.bytes / 1024:7.1f} KiB  {100 * r.accuracy:.2f}%  {lat} ({r.runtime}/{r.backend})")
+        q = r.quality()
+        print(f"  {target:<40} {r.artifact:<38} {r.bytes / 1024:7.1f} KiB  {q:.4g}  {lat} ({r.runtime}/{r.backend})")
     print(f"\nreport: {rep / 'report.html'}  ({len(report.rows)} rows, {time.perf_counter() - t0:.0f} s)")
     if not serve:
         return 0

@@ -14,9 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from edgeport import defaults
-from edgeport.data import digits, shifted_training_set, to_layout
 from edgeport.fileio import atomic_path
 from edgeport.console import log as _log
+from edgeport.fileio import sha256_file
+from edgeport.registry import register_source
+from edgeport.signature import Signature, TensorSpec
+from edgeport.sources import Source
+
+from .datasets import DIGITS, DIGITS_PREPROCESSING, digits_as_float, shifted_training_set
 
 TRAIN_CONFIG = {"epochs": 6, "batch": 32, "lr": 1e-3, "shift": 3, "seed": defaults.SEED, "version": 2}
 
@@ -67,8 +72,8 @@ def trained_torch():
         torch.manual_seed(TRAIN_CONFIG["seed"])
         torch.use_deterministic_algorithms(True)
         model = build_torch()
-        tx, ty = shifted_training_set(TRAIN_CONFIG["shift"])
-        x = torch.from_numpy(to_layout(tx, "NCHW"))
+        tx, ty = shifted_training_set("NCHW", TRAIN_CONFIG["shift"])
+        x = torch.from_numpy(tx)
         y = torch.from_numpy(ty)
         opt = torch.optim.Adam(model.parameters(), lr=TRAIN_CONFIG["lr"])
         gen = torch.Generator().manual_seed(TRAIN_CONFIG["seed"])
@@ -129,8 +134,8 @@ def trained_keras():
             optimizer=keras.optimizers.Adam(TRAIN_CONFIG["lr"]),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         )
-        tx, ty = shifted_training_set(TRAIN_CONFIG["shift"])
-        model.fit(to_layout(tx, "NHWC"), ty, epochs=TRAIN_CONFIG["epochs"], batch_size=TRAIN_CONFIG["batch"],
+        tx, ty = shifted_training_set("NHWC", TRAIN_CONFIG["shift"])
+        model.fit(tx, ty, epochs=TRAIN_CONFIG["epochs"], batch_size=TRAIN_CONFIG["batch"],
                   shuffle=True, verbose=0)
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path, suffix=".keras") as tmp:
@@ -142,13 +147,33 @@ def trained_keras():
 def heldout_accuracy_torch(model) -> float:
     import torch
 
-    held = digits("heldout")
+    x, y = digits_as_float("heldout", "NCHW")
     with torch.no_grad():
-        logits = model(torch.from_numpy(to_layout(held.x, "NCHW"))).numpy()
-    return float((logits.argmax(1) == held.y).mean())
+        logits = model(torch.from_numpy(x)).numpy()
+    return float((logits.argmax(1) == y).mean())
 
 
 def heldout_accuracy_keras(model) -> float:
-    held = digits("heldout")
-    logits = np.asarray(model(to_layout(held.x, "NHWC"), training=False))
-    return float((logits.argmax(1) == held.y).mean())
+    x, y = digits_as_float("heldout", "NHWC")
+    logits = np.asarray(model(x, training=False))
+    return float((logits.argmax(1) == y).mean())
+
+
+# ------------------------------------------------------------------------------------------ registration
+def _digits_source(framework: str, spec: str, model, path: Path, shape: tuple, layout: str, input_name: str) -> Source:
+    sig = Signature((TensorSpec(input_name, "float32", shape, "image", layout),),
+                    (TensorSpec("logits", "float32", (1, 10), "logits", labels=list(defaults.LABELS)),))
+    return Source(framework, spec, spec.split(":")[1], sha256_file(path), model, sig, task="classification",
+                  preprocessing={**DIGITS_PREPROCESSING, "layout": layout, "input": input_name}, default_data=DIGITS)
+
+
+@register_source("builtin:simplecnn-torch")
+def simplecnn_torch(spec: str) -> Source:
+    m, path = trained_torch()
+    return _digits_source("torch", spec, m, path, (1, 1, 28, 28), "NCHW", "x")
+
+
+@register_source("builtin:simplecnn-keras")
+def simplecnn_keras(spec: str) -> Source:
+    m, path = trained_keras()
+    return _digits_source("keras", spec, m, path, (1, 28, 28, 1), "NHWC", "image")

@@ -1,66 +1,148 @@
-"""`edgeport evaluate`: every artifact, its real runtime, one report of size, accuracy and speed."""
+"""Native evaluation: every artifact, its real runtime, in its own subprocess; rows in the one report schema.
+
+For each manifest the evaluator prepares, once per (data, signature, preprocessing), the model-ready inputs and,
+once per source, the float model's outputs on them; the worker then runs the artifact and scores it with the
+task's metrics (``edgeport.metrics``). The browser side reuses :class:`Context` to score its outputs the same way.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from edgeport import data as dat
 from edgeport.config import EvaluateOptions
+from edgeport.console import log as _log
 from edgeport.errors import EdgeportError, InputError, one_line
 from edgeport.manifest import Manifest, find_manifests
-from edgeport.report import Report, Row, table
-
-from .runners import native_targets, resolve_threads
-from edgeport.console import log as _log
-
-
-
-def _load_data(spec: str, folder: Path) -> tuple[Path, dict]:
-    """Write the evaluation data once for all workers. Built-in data travels as raw pixels."""
-    p = folder / "data.npz"
-    if dat.is_builtin(spec):
-        held = dat.digits("heldout")
-        np.savez(p, pixels=held.pixels, y=held.y)
-        return p, {"pixels": held.pixels, "y": held.y}
-    s = dat.load_npz(spec, need_labels=True)
-    # Shapes are checked per artifact against its signature (an error row); here only emptiness and NaN/Inf.
-    dat.validate_batch(s.x, (1, *s.x.shape[1:]), spec, what="evaluation data")
-    np.savez(p, x=s.x, y=s.y)
-    return p, {"x": s.x, "y": s.y}
+from edgeport.metrics import float_quality, task_metrics
+from edgeport.registry import get_target, targets
+from edgeport.report import Report, Row
+from edgeport.runtime import resolve_threads
 
 
-def _reference(m: Manifest, data: dict, cache: dict, folder: Path) -> tuple[Path | None, float | None, str | None]:
-    """Float logits of the source model on the evaluation data, computed once per source."""
-    from .worker import prepare_inputs
+@dataclass
+class Prepared:
+    data: str  # the data spec used for this manifest
+    path: Path  # npz: in:<name> model-ready inputs, y
+    feeds: dict
+    y: np.ndarray | None
+    ref_path: Path | None = None  # npz: out:<name> float outputs on the same inputs
+    ref: dict | None = None
+    ref_note: str | None = None  # where the reference came from, or why there is none
+    float_quality: float | None = None
 
-    key = (m.source["model"], m.source.get("sha256"), m.preprocessing.get("layout"))
-    if key in cache:
-        return cache[key]
-    from edgeport.sources import load_source
 
-    try:
-        shape = tuple(m.source["input_shape"]) if m.source.get("input_shape") else None
-        src = load_source(m.source["model"], weights=m.source.get("weights"), input_shape=shape)
-        if src.sha256 != m.source.get("sha256"):
-            raise InputError(f"source {m.source['model']} changed since conversion (sha256 differs)")
-        x = prepare_inputs(m, data)
-        logits = src.float_outputs(x)
-        path = folder / f"ref{len(cache)}.npy"
-        np.save(path, logits)
-        acc = float((logits.argmax(-1) == data["y"]).mean())
-        cache[key] = (path, acc, None)
-    except Exception as e:
-        cache[key] = (None, None, f"no float reference for {m.source['model']}: {one_line(e, 200)}")
-        _log(cache[key][2])
-    return cache[key]
+@dataclass
+class Context:
+    """What the evaluator learned about each manifest's data and float reference; shared with the browser side."""
+
+    folder: Path
+    options: EvaluateOptions
+    sources: dict = field(default_factory=dict)  # model id -> in-memory Source (Python API, pytest plugin)
+    prepared: dict = field(default_factory=dict)  # manifest name -> Prepared
+    _by_key: dict = field(default_factory=dict)
+    _refs: dict = field(default_factory=dict)
+
+    def prepare(self, m: Manifest, manifests: list[Manifest]) -> Prepared:
+        spec = self.options.data or m.source.get("default_data")
+        if not spec:
+            raise InputError(f"{m.name}: no evaluation data; pass --data data.npz with one array per input"
+                             f" ({m.sig.describe_inputs()}) and labels y for classification")
+        sig_key = json.dumps([m.signature["inputs"], m.preprocessing, spec], sort_keys=True, default=str)
+        key = hashlib.sha256(sig_key.encode()).hexdigest()[:16]
+        if key not in self._by_key:
+            ds = dat.load_dataset(spec, "heldout")
+            feeds = dat.model_inputs(ds, m.sig, m.preprocessing, root=m.folder, what="evaluation data")
+            p = self.folder / f"data-{key}.npz"
+            np.savez(p, **{f"in:{k}": v for k, v in feeds.items()}, **({"y": ds.y} if ds.y is not None else {}))
+            self._by_key[key] = (spec, p, feeds, ds.y)
+        spec, p, feeds, y = self._by_key[key]
+        _check_labels(m, y)
+        prep = Prepared(spec, p, feeds, y if m.task == "classification" else None)
+        self._reference(m, prep, key, manifests)
+        self.prepared[m.name] = prep
+        return prep
+
+    def _reference(self, m: Manifest, prep: Prepared, key: str, manifests: list[Manifest]) -> None:
+        """Float outputs of the source model on this data; computed once per (source, data)."""
+        rkey = (m.source.get("model"), m.source.get("sha256"), key)
+        if rkey not in self._refs:
+            self._refs[rkey] = self._compute_reference(m, prep, manifests)
+        ref, note = self._refs[rkey]
+        prep.ref, prep.ref_note = ref, note
+        if ref is not None:
+            prep.ref_path = self.folder / f"ref-{abs(hash(rkey))}.npz"
+            if not prep.ref_path.exists():
+                np.savez(prep.ref_path, **{f"out:{k}": v for k, v in ref.items()})
+            prep.float_quality = float_quality(m.task, ref, prep.y, m.primary_output)
+
+    def _compute_reference(self, m: Manifest, prep: Prepared, manifests: list[Manifest]):
+        from edgeport.sources import load_source
+
+        model = m.source.get("model")
+        try:
+            src = self.sources.get(model)
+            if src is None:
+                if str(model).startswith("python:"):
+                    raise InputError("an in-memory model; pass it to evaluate(sources=...)")
+                inputs = [s.with_(binding=None, quantization=None) for s in _source_inputs(m)]
+                src = load_source(model, weights=m.source.get("weights"), inputs=inputs)
+                if src.sha256 != m.source.get("sha256"):
+                    raise InputError(f"source {model} changed since conversion (sha256 differs)")
+            src.signature = type(src.signature)(src.signature.inputs, tuple(s.with_(binding=None) for s in m.sig.outputs))
+            return src.float_outputs(prep.feeds), f"float source model {model}"
+        except Exception as e:
+            reason = one_line(e, 200)
+        # No source: an fp32 artifact of the same source, run natively, is the next best reference.
+        for other in manifests:
+            if (other.recipe == "fp32" and other.source.get("sha256") == m.source.get("sha256")
+                    and get_target(other.target).native):
+                try:
+                    r = get_target(other.target).runner(other, threads=1)
+                    r.load()
+                    return r.run(prep.feeds), f"fp32 artifact {other.name} (source unavailable: {reason})"
+                except Exception:
+                    continue
+        _log(f"no float reference for {model}: {reason}")
+        return None, f"no float reference: {reason}"
+
+    def score(self, m: Manifest, outputs: dict) -> dict:
+        """Row fields for outputs of manifest ``m`` on its prepared data (used by the browser evaluator)."""
+        prep = self.prepared[m.name]
+        fields = task_metrics(m.task, prep.ref, outputs, prep.y, m.primary_output)
+        return _with_drop(fields, prep)
+
+
+def _source_inputs(m: Manifest):
+    return m.sig.inputs
+
+
+def _check_labels(m: Manifest, y) -> None:
+    if y is None or m.task != "classification":
+        return
+    classes = int(np.prod(m.signature["outputs"][0]["shape"][1:]))
+    bad = y[(y < 0) | (y >= classes)]
+    if len(bad):
+        raise InputError(f"{m.name}: labels must be class indices in [0, {classes - 1}] for output"
+                         f" {m.primary_output!r}; found {len(bad)} outside (e.g. {int(bad[0])})")
+
+
+def _with_drop(fields: dict, prep: Prepared) -> dict:
+    fields = dict(fields)
+    fields["float_accuracy"] = prep.float_quality
+    if fields.get("accuracy") is not None and prep.float_quality is not None:
+        fields["accuracy_drop_pp"] = round(100 * (prep.float_quality - fields["accuracy"]), 4)
+    return fields
 
 
 def _signal_name(rc: int) -> str:
@@ -88,87 +170,107 @@ def _run_worker(job: dict, folder: Path, timeout: float) -> list[dict] | dict:
     return json.loads(out.read_text())
 
 
+def _base_row(m: Manifest, mp, device: str = "local", **kw) -> Row:
+    return Row(artifact=m.name, target=m.target, recipe=m.recipe, source=m.source["model"], task=m.task,
+               runtime=kw.pop("runtime", get_target(m.target).runtime), backend=kw.pop("backend", "-"),
+               threads=kw.pop("threads", None), device=device, manifest=str(mp), bytes=m.total_bytes, **kw)
+
+
+def read_manifests(paths, report: Report) -> list[Manifest]:
+    """Every manifest under ``paths``; an unreadable one (or an unknown target) is an error row, never dropped."""
+    for p in map(Path, paths):
+        if not p.exists():
+            raise InputError(f"{p} does not exist; pass a folder of artifacts or a manifest written by `edgeport convert`")
+    found = find_manifests(paths)
+    if not found:
+        raise InputError(f"no *.manifest.json found in {', '.join(map(str, paths))}; run `edgeport convert` first")
+    known = targets()
+    out = []
+    for mp in found:
+        try:
+            m = Manifest.read(mp)
+            if m.target not in known:
+                raise EdgeportError(f"{m.name}: unknown target {m.target!r}; known: {', '.join(known)}")
+        except EdgeportError as e:
+            report.rows.append(Row(artifact=Path(mp).name.replace(".manifest.json", ""), target="?", recipe="?", source="?",
+                                   runtime="-", backend="-", threads=None, device="local", manifest=str(mp),
+                                   error=" ".join(str(e).split())))
+            continue
+        out.append(m)
+    return out
+
+
+def evaluate_native(paths, options: EvaluateOptions = EvaluateOptions(), *, verify: bool = True, quick: bool = False,
+                    sources: dict | None = None, workdir: Path) -> tuple[Report, list[Manifest], Context]:
+    """Rows for every native artifact x thread count; browser-only formats get a 'skipped' row saying how to run them."""
+    threads = list(dict.fromkeys(resolve_threads(t) for t in options.threads))
+    report = Report(data=options.data or "each model's default data")
+    manifests = read_manifests(paths, report)
+    ctx = Context(workdir, options, sources=dict(sources or {}))
+    for i, m in enumerate(manifests, 1):
+        mp = m.path
+        try:
+            prep = ctx.prepare(m, manifests)
+        except EdgeportError as e:
+            report.rows.append(_base_row(m, mp, error=" ".join(str(e).split())))
+            continue
+        if prep.float_quality is not None:
+            report.float_baseline[m.source["model"]] = prep.float_quality
+        report.extra.setdefault("data_by_source", {})[m.source["model"]] = prep.data
+        report.extra.setdefault("reference_by_source", {})[m.source["model"]] = prep.ref_note
+        t = get_target(m.target)
+        if not t.native:
+            continue  # measured by the browser evaluator; the caller adds a skipped row when there is none
+        _log(f"[{i}/{len(manifests)}] {m.name}: threads {','.join(map(str, threads))} ...")
+        job = {"manifest": str(mp), "data": str(prep.path), "reference": str(prep.ref_path) if prep.ref_path else None,
+               "threads": threads, "verify": verify, "warmup": options.warmup,
+               "min_runs": 20 if quick else options.min_runs, "min_seconds": 0.2 if quick else options.min_seconds}
+        res = _run_worker(job, workdir, options.timeout_s)
+        results = res if isinstance(res, list) else [{"threads": th, **res} for th in threads]
+        for r in results:
+            row = _base_row(m, mp, runtime=r.get("runtime", t.runtime), backend=r.get("backend", "-"), threads=r["threads"])
+            for k, v in _with_drop(r, prep).items():
+                if k in Row.__dataclass_fields__ and k not in ("threads", "runtime", "backend"):
+                    setattr(row, k, v)
+            report.rows.append(row)
+            if row.error:
+                _log(f"    error: {row.error}")
+    return report, manifests, ctx
+
+
 def evaluate(paths: list[str | Path], options: EvaluateOptions = EvaluateOptions(), *, out: str | Path | None = None,
-             verify: bool = True, browser: str | None = None, quick: bool = False) -> Report:
-    """Evaluate artifacts natively (each in its own subprocess) and, with ``browser``, in headless Chromium.
+             verify: bool = True, browser: str | None = None, quick: bool = False, sources: dict | None = None) -> Report:
+    """Evaluate artifacts natively (each in its own subprocess) and, with ``browser="chromium"``, in headless
+    Chromium; web formats without ``browser`` get a skipped row that says how to measure them.
 
     Example::
 
         from edgeport import evaluate
         report = evaluate(["artifacts/"], out="report/")
-        print(report.picks(0.5))
+        print(report.picks())
     """
-    manifests = find_manifests(paths)
-    if not manifests:
-        raise InputError(f"no *.manifest.json found in {', '.join(map(str, paths))}; run `edgeport convert` first")
-    threads = [resolve_threads(t) for t in options.threads]
-    threads = list(dict.fromkeys(threads))
-    report = Report(data=options.data)
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="edgeport-eval-") as tmp:
-        folder = Path(tmp)
-        data_path, data = _load_data(options.data, folder)
-        refs: dict = {}
-        loaded: list[Manifest] = []
-        for i, mp in enumerate(manifests, 1):
-            try:
-                m = Manifest.read(mp)
-            except EdgeportError as e:
-                report.rows.append(Row(artifact=Path(mp).name.replace(".manifest.json", ""), target="?", recipe="?", source="?",
-                                       runtime="-", backend="-", threads=None, device="local", manifest=str(mp), error=str(e)))
-                continue
-            loaded.append(m)
-            ref_path, float_acc, ref_err = _reference(m, data, refs, folder)
-            if float_acc is not None:
-                report.float_baseline[m.source["model"]] = float_acc
-            if m.target not in native_targets():
-                continue  # browser-only format (TF.js): measured by the browser evaluator
-            _log(f"[{i}/{len(manifests)}] {m.name}: threads {','.join(map(str, threads))} ...")
-            job = {"manifest": str(mp), "data": str(data_path), "reference": str(ref_path) if ref_path else None,
-                   "threads": threads, "verify": verify, "warmup": options.warmup,
-                   "min_runs": 20 if quick else options.min_runs, "min_seconds": 0.2 if quick else options.min_seconds}
-            res = _run_worker(job, folder, options.timeout_s)
-            results = res if isinstance(res, list) else [{"threads": t, **res} for t in threads]
-            for r in results:
-                row = Row(artifact=m.name, target=m.target, recipe=m.recipe, source=m.source["model"],
-                          runtime=r.get("runtime", _runtime_of(m.target)), backend=r.get("backend", "xnnpack"),
-                          threads=r["threads"], device="local", manifest=str(mp), bytes=m.total_bytes,
-                          float_accuracy=float_acc)
-                for k, v in r.items():
-                    if k in Row.__dataclass_fields__ and k not in ("threads", "runtime", "backend"):
-                        setattr(row, k, v)
-                if row.accuracy is not None and float_acc is not None:
-                    row.accuracy_drop_pp = round(100 * (float_acc - row.accuracy), 4)
-                report.rows.append(row)
-                if row.error:
-                    _log(f"    error: {row.error}")
-        if browser:
+        report, manifests, ctx = evaluate_native(paths, options, verify=verify, quick=quick, sources=sources,
+                                                 workdir=Path(tmp))
+        web = [m for m in manifests if get_target(m.target).browser and m.name in ctx.prepared]
+        if browser and web:
             from edgeport.web.browser import evaluate_in_browser
 
-            float_preds = {k[0]: np.load(v[0]).argmax(-1) for k, v in refs.items() if v[0] is not None}
-            report.merge(evaluate_in_browser(loaded, options, report=report, float_preds=float_preds, quick=quick))
+            groups: dict[str, list[Manifest]] = {}
+            for m in web:
+                groups.setdefault(ctx.prepared[m.name].data, []).append(m)
+            for spec, ms in groups.items():
+                rows, extra = evaluate_in_browser(ms, spec, ctx.score, quick=quick)
+                report.merge(rows)
+                report.extra.setdefault("browser", {}).update(extra or {})
+        elif web:
+            for m in web:
+                if not get_target(m.target).native:
+                    report.rows.append(_base_row(m, m.path, runtime=get_target(m.target).browser, device="chromium",
+                                                 skipped="browser-only format; add --browser chromium to measure it"))
+    report.budget = options.budget
     report.extra["wall_s"] = round(time.perf_counter() - t_start, 2)
     if out is not None:
         report.write(out)
     return report
-
-
-def _runtime_of(target: str) -> str:
-    return {"tflite": "ai-edge-litert", "pte": "executorch.runtime"}.get(target, target)
-
-
-def run_evaluate_cli(a, options: EvaluateOptions) -> int:
-    if a.device != "local":
-        from .adb import evaluate_adb
-
-        report = evaluate_adb(a.paths, options, device=a.device, tflite_benchmark=a.tflite_benchmark, pte_runner=a.pte_runner)
-        report.write(a.out)
-    else:
-        report = evaluate(a.paths, options, out=a.out, browser=a.browser, quick=a.quick)
-    print(table(report, options.budget_pp))
-    print(f"\nreport: {Path(a.out) / 'report.json'} and {Path(a.out) / 'report.html'}")
-    errors = [r for r in report.rows if r.error]
-    if errors and a.strict:
-        print(f"edgeport: error: {len(errors)} row(s) failed (--strict); first: {errors[0].artifact}: {errors[0].error}", file=sys.stderr)
-        return 1
-    return 0

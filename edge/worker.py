@@ -1,6 +1,8 @@
-"""Measure one artifact at one thread count, in its own process. Prints one JSON row on stdout.
+"""Measure one artifact at each thread count, in its own process. Writes one JSON list of row fields.
 
 Run by the evaluator as ``python -m edgeport.edge.worker JOB.json``; a crash here costs one row, not the sweep.
+The job names model-ready inputs (``in:<name>`` arrays, already preprocessed for this artifact), optional labels
+``y`` and optional float-model outputs (``out:<name>``) to compare against.
 """
 
 from __future__ import annotations
@@ -8,27 +10,31 @@ from __future__ import annotations
 import gc
 import json
 import os
-import resource
 import sys
 import time
 
 import numpy as np
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def _status_kb(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
 
 
-def prepare_inputs(m, data: dict) -> np.ndarray:
-    """Raw pixels -> model input with the manifest's preprocessing and layout; user data is already model-ready."""
-    from edgeport.data import pixels_to_input, to_layout
-
-    if "pixels" in data:
-        pre = m.preprocessing
-        x = pixels_to_input(data["pixels"], pre["scale"], pre["offset"])
-        return to_layout(x, pre.get("layout") or m.input["layout"])
-    return data["x"].astype(np.float32)
+def _reset_peak() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM), so the peak measures the model, not the imports before it."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def latency(fn, x1, *, warmup: int, min_runs: int, min_seconds: float, max_runs: int = 1000) -> tuple[dict, int]:
@@ -54,10 +60,17 @@ def latency(fn, x1, *, warmup: int, min_runs: int, min_seconds: float, max_runs:
     finally:
         if gc_was_on:
             gc.enable()
-    times = [t * 1e3 for t in times]
-    a = np.asarray(times)
+    a = np.asarray(times) * 1e3
     return {"p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)), "p99": float(np.percentile(a, 99)),
             "mean": float(a.mean()), "std": float(a.std())}, len(a)
+
+
+def load_job_arrays(path: str) -> tuple[dict, np.ndarray | None, dict | None]:
+    with np.load(path, allow_pickle=False) as z:
+        feeds = {k[3:]: z[k] for k in z.files if k.startswith("in:")}
+        ref = {k[4:]: z[k] for k in z.files if k.startswith("out:")} or None
+        y = z["y"] if "y" in z.files else None
+    return feeds, y, ref
 
 
 def measure(job: dict) -> list[dict]:
@@ -65,47 +78,47 @@ def measure(job: dict) -> list[dict]:
 
     m = Manifest.read(job["manifest"])
     m.check_files(hashes=job.get("verify", True))
-    data = dict(np.load(job["data"], allow_pickle=False))
-    x = prepare_inputs(m, data)
-    ref = np.load(job["reference"], allow_pickle=False) if job.get("reference") else None
-    return [{"threads": t, **measure_one(m, job, x, data.get("y"), ref, t)} for t in job["threads"]]
+    feeds, y, _ = load_job_arrays(job["data"])
+    ref = load_job_arrays(job["reference"])[2] if job.get("reference") else None
+    return [{"threads": t, **measure_one(m, job, feeds, y, ref, t)} for t in job["threads"]]
 
 
-def measure_one(m, job: dict, x: np.ndarray, y, ref, threads: int) -> dict:
-    from edgeport.edge.runners import get_runner
+def measure_one(m, job: dict, feeds: dict, y, ref, threads: int) -> dict:
     from edgeport.errors import ArtifactError
+    from edgeport.metrics import task_metrics
+    from edgeport.registry import runner_for
 
-    r = get_runner(m, threads=threads)
+    r = runner_for(m.target)(m, threads=threads)
     r.import_runtime()
-    rss0 = _rss_bytes()
+    gc.collect()
+    peak_ok = _reset_peak()
+    rss0 = _status_kb("VmRSS") or 0
     t0 = time.perf_counter()
     r.load()
     load_ms = (time.perf_counter() - t0) * 1e3
-    logits = r.run(x)
-    bad = int((~np.isfinite(logits)).any(axis=-1).sum())
-    if bad:
-        raise ArtifactError(f"{m.name}: the runtime produced NaN/Inf logits for {bad} of {len(x)} samples;"
-                            " the artifact is corrupt or numerically broken, re-convert it")
-    x1 = r.prepare(x[:1])
+    outs = r.run(feeds)
+    for name, v in outs.items():
+        if v.dtype.kind == "f":
+            bad = int((~np.isfinite(v.reshape(len(v), -1))).any(axis=-1).sum())
+            if bad:
+                raise ArtifactError(f"{m.name}: the runtime produced NaN/Inf in output {name!r} for {bad} of {len(v)}"
+                                    " samples; the artifact is corrupt or numerically broken, re-convert it")
+    x1 = r.prepare({k: v[:1] for k, v in feeds.items()})
     lat, runs = latency(r.invoke_one, x1, warmup=job["warmup"], min_runs=job["min_runs"], min_seconds=job["min_seconds"])
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    pred = logits.argmax(-1)
+    peak = _status_kb("VmHWM") if peak_ok else None
     out = {
         "bytes": m.total_bytes,
         "gzip_bytes": m.gzip_bytes(),
         "load_ms": load_ms,
         "latency_ms": lat,
         "runs": runs,
-        "peak_rss_delta_bytes": int(max(0, peak - rss0)),
-        "samples": int(len(x)),
-        "accuracy": float((pred == y).mean()) if y is not None else None,
+        "peak_rss_delta_bytes": None if peak is None else int(max(0, peak - rss0)),
+        "samples": int(len(next(iter(feeds.values())))),
         "runtime": r.runtime,
         "runtime_version": r.runtime_version,
-        "backend": "xnnpack",
+        "backend": r.backend,
+        **task_metrics(m.task, ref, outs, y, m.primary_output),
     }
-    if ref is not None:
-        out["agreement"] = float((ref.argmax(-1) == pred).mean())
-        out["max_abs_diff"] = float(np.abs(ref.astype(np.float64) - logits).max())
     d = r.delegation()
     if d:
         out["delegated"], out["ops_total"] = d["delegated"], d["total"]

@@ -15,7 +15,7 @@ _os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
 
 from .errors import EdgeportError  # noqa: E402
 
-__all__ = ["convert", "evaluate", "Manifest", "Report", "EdgeportError"]
+__all__ = ["convert", "evaluate", "load_source", "parse_input_spec", "Manifest", "Report", "Budget", "EdgeportError"]
 
 
 def __getattr__(name):  # keep `import edgeport` light: TF and torch load only when used
@@ -27,6 +27,18 @@ def __getattr__(name):  # keep `import edgeport` light: TF and torch load only w
         from edgeport.edge.evaluate import evaluate
 
         return evaluate
+    if name == "load_source":
+        from .sources import load_source
+
+        return load_source
+    if name == "parse_input_spec":
+        from .signature import parse_input_spec
+
+        return parse_input_spec
+    if name == "Budget":
+        from .report import Budget
+
+        return Budget
     if name == "Manifest":
         from .manifest import Manifest
 

@@ -6,12 +6,15 @@ from dataclasses import dataclass
 
 from . import defaults
 from .errors import CalibrationError, InputError
+from .report import Budget
 
 
 @dataclass(frozen=True)
 class ConvertOptions:
-    # Calibration set for static int8: None or "builtin:digits" (200 training digits), or a .npz with `x`.
+    # Calibration set for static int8: a named set (its train split) or an .npz with one array per input.
     calib: str | None = None
+    # Held-out rows for the parity probe (a named set's held-out split, or an .npz); kept apart from calibration.
+    data: str | None = None
     # Full-integer TFLite: also make the model's input and output int8 (scale/zero point in the manifest).
     int8_io: bool = False
     # Number of calibration samples taken from the built-in set.
@@ -28,12 +31,13 @@ class ConvertOptions:
 class EvaluateOptions:
     # Thread counts to measure; "all" means every core.
     threads: tuple[str, ...] = ("1", "all")
-    # Evaluation data: builtin:digits (held-out split) or a .npz with `x` and `y`.
-    data: str = "builtin:digits"
+    # Evaluation data: a named set (its held-out split) or an .npz with one array per input and optional labels y;
+    # None: each model's own default set (the built-ins name theirs).
+    data: str | None = None
     # Per-artifact subprocess time limit, seconds.
     timeout_s: float = defaults.WORKER_TIMEOUT_S
-    # Accuracy budget (percentage points) used to pick the smallest and fastest artifact.
-    budget_pp: float = defaults.ACCURACY_BUDGET_PP
+    # What "within budget" means per task, used to pick the smallest and fastest artifact.
+    budget: Budget = Budget()
     warmup: int = defaults.WARMUP_RUNS
     min_runs: int = defaults.MIN_TIMED_RUNS
     min_seconds: float = defaults.MIN_TIMED_SECONDS
@@ -44,5 +48,7 @@ class EvaluateOptions:
                 raise InputError(f"--threads {t!r} is not a positive integer or 'all'; write e.g. --threads 1,all")
         if self.timeout_s <= 0:
             raise InputError(f"timeout must be positive, got {self.timeout_s}")
-        if self.budget_pp < 0:
-            raise InputError(f"--budget must be >= 0 percentage points, got {self.budget_pp}")
+        if self.budget.max_drop_pp < 0:
+            raise InputError(f"--budget must be >= 0 percentage points, got {self.budget.max_drop_pp}")
+        if not -1 <= self.budget.min_cosine <= 1:
+            raise InputError(f"--min-cosine must be within [-1, 1], got {self.budget.min_cosine}")

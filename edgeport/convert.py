@@ -1,25 +1,32 @@
-"""The conversion pipeline: source -> (target, recipe) artifacts, each with a manifest and measured parity."""
+"""The conversion pipeline: source -> (target, recipe) artifacts, each with a manifest and measured parity.
+
+The steps, in order (see :func:`convert`): load the source and read its named signature; decide the task; plan the
+(target, recipe) pairs; take calibration and probe rows, kept apart; run the float model on the probe; then for each
+pair convert in a hidden staging folder, measure parity with the real runtime there, move the files into place and
+write the manifest last (a manifest means a complete artifact).
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
 from . import data as dat
-from . import defaults
 from .config import ConvertOptions
-from .errors import CalibrationError
-from .manifest import Manifest, file_entries
-from .sources import Source, load_source
-from .versions import tools_for
 from .console import log as _log
-
+from .errors import InputError, ParityError
+from .fileio import sha256_file
+from .manifest import Manifest, file_entries
+from .metrics import infer_task, parity_record
+from .registry import check_recipe, get_converter, get_target, versions_for
+from .sources import Source, load_source
 
 
 @dataclass(frozen=True)
@@ -31,140 +38,165 @@ class Plan:
 
 
 def plan(framework: str, targets: list[str], recipes: list[str]) -> Plan:
-    from edgeport.converters import get_target
-    from edgeport.converters.registry import check_recipe
     from edgeport.quantization import get_recipe
 
     pairs = []
     for t in targets:
-        tgt = get_target(framework, t)
-        wanted = list(tgt.recipes) if recipes == ["all"] else recipes
+        c = get_converter(framework, t)
+        wanted = list(c.recipes) if recipes == ["all"] else recipes
         for r in wanted:
-            check_recipe(tgt, r)
+            check_recipe(framework, t, r)
             pairs.append((t, r))
+    if not pairs:
+        raise InputError("nothing to convert; name at least one --to target and --quant recipe (see `edgeport targets`)")
     return Plan(tuple(pairs), any(get_recipe(r).needs_calibration for _, r in pairs))
 
 
-def probe_batch(src: Source, options: ConvertOptions) -> tuple[np.ndarray, dict]:
-    """The fixed, seeded probe batch, in the model's layout, and where it came from."""
-    if src.is_digits:
-        idx = dat.probe_indices()
-        held = dat.digits("heldout")
-        return dat.to_layout(held.x[idx], src.layout), {"data": f"{dat.BUILTIN_DIGITS}:heldout", "indices": idx}
-    if options.calib and not dat.is_builtin(options.calib):
-        x = dat.load_npz(options.calib, need_labels=False).x
-        dat.validate_batch(x, src.input_shape, options.calib, what="calibration data", exc=CalibrationError)
-        return x[: defaults.PROBE_SAMPLES], {"data": options.calib, "indices": list(range(min(len(x), defaults.PROBE_SAMPLES)))}
-    rng = np.random.default_rng(defaults.SEED)
-    x = rng.standard_normal((defaults.PROBE_SAMPLES, *src.input_shape[1:])).astype(np.float32)
-    return x, {"data": f"normal(0,1) seed={defaults.SEED}", "indices": list(range(defaults.PROBE_SAMPLES))}
-
-
 def convert(
-    model: str | Source,
+    model: Any,
     targets: list[str],
     recipes: list[str],
     out: str | Path,
     options: ConvertOptions = ConvertOptions(),
     *,
     weights: str | None = None,
-    input_shape: tuple[int, ...] | None = None,
+    inputs: list | None = None,
+    task: str | None = None,
+    imports: list[str] | None = None,
+    name: str | None = None,
     on_done: Callable[[Manifest], None] | None = None,
 ) -> list[Manifest]:
     """Convert a model to every requested (target, recipe). Returns the manifests written.
+
+    ``model`` is a spec (``builtin:*``, ``.keras``, SavedModel folder, ``.pt2``, ``pkg.mod:factory``), a Source, or
+    an in-memory keras.Model / torch.nn.Module (then ``inputs`` gives its TensorSpecs for torch).
 
     Example::
 
         from edgeport import convert
         convert("builtin:simplecnn-torch", ["pte", "tflite"], ["fp32", "int8"], "artifacts/")
     """
-    from edgeport.converters import get_target
-    from edgeport.converters.common import Job
+    from edgeport.converters.common import Job, cleanup
 
-    src = model if isinstance(model, Source) else load_source(model, weights=weights, input_shape=input_shape)
+    src = model if isinstance(model, Source) else load_source(model, weights=weights, inputs=inputs, task=task,
+                                                              imports=imports, name=name)
+    src.task = infer_task(src.signature, task or src.task)
+    for note in src.notes:
+        _log(f"note: {src.name}: {note}")
     pl = plan(src.framework, targets, recipes)
-    probe_x, probe_meta = probe_batch(src, options)
-    float_logits = src.float_outputs(probe_x)
-    src.extras["probe_logits_shape"] = [1, *float_logits.shape[1:]]
-    calib = None
-    if pl.needs_calib:
-        if options.calib is None and not src.is_digits:
-            raise CalibrationError(
-                f"{src.model_id}: int8 needs a representative set; pass --calib data.npz with an array x of shape"
-                f" (N, {', '.join(map(str, src.input_shape[1:]))})"
-            )
-        calib = dat.calibration_set(options.calib, src.input_shape, src.layout, options.calib_samples)
+    calib, probe, meta = dat.calibration_and_probe(src.signature, src.preprocessing, calib=options.calib, data=options.data,
+                                                   default_data=src.default_data, need_calib=pl.needs_calib,
+                                                   n_calib=options.calib_samples)
+    if probe is None:
+        probe = dat.noise_probe(src.signature)
+        meta["probe"] = {"data": "normal(0,1) seed=0", "indices": list(range(len(next(iter(probe.values())))))} if probe else None
+    if probe is None:
+        raise InputError(f"{src.model_id} has integer inputs ({src.signature.describe_inputs()}); pass --data data.npz"
+                         " (or --calib) with real rows, one array per input, so that parity is measured on valid ids")
+    float_out = src.float_outputs(probe)
+    example = {k: v[:1] for k, v in probe.items()}
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for i, (t, r) in enumerate(pl.pairs, 1):
-        tgt = get_target(src.framework, t)
-        name = f"{src.name}.{r}"
-        _log(f"[{i}/{len(pl.pairs)}] {src.name} -> {t} {r} ({tgt.converter}) ...")
-        t0 = time.perf_counter()
-        work = Path(tempfile.mkdtemp(prefix=f".{name}.{t}.", suffix=".part", dir=out))
-        try:
-            job = Job(src, r, work, name, calib if r == "int8" else None, options, probe_x)
-            produced = tgt.convert(job)
-            seconds = time.perf_counter() - t0
-            m = Manifest(
-                name=f"{name}.{t}",
-                source={"framework": src.framework, "model": src.model_id, "sha256": src.sha256,
-                        "weights": weights, "input_shape": list(src.input_shape)},
-                target=t,
-                recipe=r,
-                entry=produced.entry,
-                files=file_entries(work, produced.files),
-                signature=produced.signature,
-                preprocessing=src.preprocessing or {"pixels": None, "scale": 1.0, "offset": 0.0, "layout": src.layout},
-                parity={"status": "pending"},
-                probe={**probe_meta, "float_logits": np.round(float_logits, 6).tolist()},
-                calibration=({"source": options.calib or f"{dat.BUILTIN_DIGITS}:train[:{options.calib_samples}]",
-                              "samples": int(len(calib))} if r == "int8" and calib is not None else None),
-                delegation=produced.delegation,
-                conversion={"converter": tgt.converter, "seconds": round(seconds, 3)},
-                tools=tools_for(t, src.framework),
-            )
-            m.path = work / (m.name + ".manifest.json")
-            _measure_parity(m, probe_x, float_logits, options)
-            _publish(work, out, produced.moved or produced.files, m)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        parity = m.parity.get("outputs", [{}])[0]
-        _log(f"    {m.total_bytes:,} B in {seconds:.1f}s; parity: "
-             + (f"max|d|={parity['max_abs_diff']:.2g} agree={parity['top1_agreement']:.3f}" if parity else "pending (browser)"))
-        written.append(m)
-        if on_done:
-            on_done(m)
+    preprocessing = _place_preprocessing_files(src.preprocessing, out)
+    written: list[Manifest] = []
+    cache: dict = {}
+    try:
+        for i, (t, r) in enumerate(pl.pairs, 1):
+            conv = get_converter(src.framework, t)
+            base = f"{src.name}.{r}"
+            _log(f"[{i}/{len(pl.pairs)}] {src.name} -> {t} {r} ({conv.tool}) ...")
+            t0 = time.perf_counter()
+            work = Path(tempfile.mkdtemp(prefix=f".{base}.{t}.", suffix=".part", dir=out))
+            try:
+                job = Job(src, r, work, base, calib if r == "int8" else None, options, example, cache)
+                produced = conv.fn(job)
+                seconds = time.perf_counter() - t0
+                m = Manifest(
+                    name=f"{base}.{t}",
+                    source={"framework": src.framework, "model": src.model_id, "sha256": src.sha256, "weights": src.weights,
+                            "default_data": src.default_data,
+                            "notes": src.notes},
+                    target=t, recipe=r, task=src.task, entry=produced.entry,
+                    files=file_entries(work, produced.files),
+                    signature=produced.signature.to_dict(),
+                    preprocessing=preprocessing,
+                    parity={"status": "pending"},
+                    probe={},
+                    calibration=meta.get("calibration") if r == "int8" else None,
+                    delegation=produced.delegation,
+                    conversion={"converter": conv.tool, "seconds": round(seconds, 3), "notes": produced.notes},
+                    quantization=produced.quantization,
+                    tools=versions_for(t),
+                )
+                probe_file = f"{m.name}.probe.npz"
+                np.savez(work / probe_file, **{f"in:{k}": v for k, v in probe.items()},
+                         **{f"out:{k}": v for k, v in float_out.items()})
+                m.probe = {**(meta.get("probe") or {}), "file": probe_file, "sha256": sha256_file(work / probe_file),
+                           "samples": int(len(next(iter(probe.values()))))}
+                m.path = work / (m.name + ".manifest.json")
+                _measure_parity(m, probe, float_out, options)
+                _publish(work, out, (produced.moved or produced.files) + [probe_file], m)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            _log(f"    {m.total_bytes:,} B in {seconds:.1f}s; parity: {parity_summary(m)}")
+            written.append(m)
+            if on_done:
+                on_done(m)
+    finally:
+        cleanup(cache)
     return written
 
 
-def _measure_parity(m: Manifest, probe_x: np.ndarray, float_logits: np.ndarray, options: ConvertOptions) -> None:
-    """Run the artifact with its real runtime on the probe batch; TF.js stays 'pending' for the browser."""
-    from edgeport.edge import parity
-    from edgeport.edge.runners import get_runner, native_targets
+def parity_summary(m: Manifest) -> str:
+    p = m.parity
+    if p.get("status") != "measured":
+        return "pending (browser)"
+    o = p["outputs"][0]
+    if m.task == "embedding":
+        s = f"cos mean {o['cosine_mean']:.5f} min {o['cosine_min']:.5f}"
+    elif m.task == "classification":
+        s = f"max|d| {o['max_abs_diff']:.2g} agree {o.get('top1_agreement', float('nan')):.3f}"
+    else:
+        s = f"max|d| {o['max_abs_diff']:.2g} SNR {o['snr_db'] if o['snr_db'] is not None else 'inf'} dB"
+    return s + ("" if p.get("within_tolerance") else " (OUT OF TOLERANCE)")
 
-    if m.target not in native_targets():
+
+def _place_preprocessing_files(pre: dict, out: Path) -> dict:
+    """Copy a tokenizer file beside the artifacts and record it by relative name and sha256, so that an app (and
+    the page) can reproduce the inputs from the artifact folder alone."""
+    pre = dict(pre or {"kind": "tensor"})
+    tok = (pre.get("tokenizer") or {}).get("file")
+    if tok and Path(tok).is_absolute():
+        src = Path(tok)
+        sha = sha256_file(src)
+        dest = out / f"tokenizer-{sha[:12]}.json"
+        if not dest.is_file():
+            tmp = out / f".{dest.name}.part"
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dest)
+        pre["tokenizer"] = {**pre["tokenizer"], "file": dest.name, "sha256": sha}
+    return pre
+
+
+def _measure_parity(m: Manifest, probe: dict, float_out: dict, options: ConvertOptions) -> None:
+    """Run the artifact with its real runtime on the probe rows; browser-only formats stay 'pending'."""
+    t = get_target(m.target)
+    if not t.native:
         m.parity = {"status": "pending", "by": "browser evaluator (edgeport evaluate --browser chromium)"}
         return
-    r = get_runner(m, threads=1)
+    r = t.runner(m, threads=1)
     r.load()
-    got = r.run(probe_x)
-    res = parity.compare(float_logits, got, m.signature["outputs"][0]["name"])
+    got = r.run(probe)
     if not m.delegation:
         m.delegation = r.delegation()
-    m.parity = parity.record([res], m.recipe, f"{r.runtime} {r.runtime_version}")
+    m.parity = parity_record(m.task, m.recipe, float_out, got, f"{r.runtime} {r.runtime_version}")
     if not m.parity["within_tolerance"] and options.strict_parity:
-        from .errors import ParityError
-
-        raise ParityError(m.name, parity.within(res, m.recipe))
+        raise ParityError(m.name, m.parity["failures"])
 
 
 def _publish(work: Path, out: Path, names: list[str], m: Manifest) -> None:
     """Move artifact files into place, then write the manifest last: a manifest means a complete artifact."""
-    import os
-
     stale = out / (m.name + ".manifest.json")
     if stale.exists():
         stale.unlink()  # the old artifact is being replaced; never leave a manifest pointing at new files

@@ -16,16 +16,8 @@ MIN_TIMED_RUNS = 100
 MIN_TIMED_SECONDS = 2.0
 WORKER_TIMEOUT_S = 300.0
 ACCURACY_BUDGET_PP = 0.5
-
-# Parity tolerances per recipe: (max abs diff of logits, min top-1 agreement).
-PARITY_TOLERANCE = {
-    "fp32": {"max_abs": 1e-4, "min_agreement": 1.0},
-    "fp16": {"max_abs": 1e-2, "min_agreement": 0.98},
-    "dynamic-int8": {"max_abs": None, "min_agreement": 0.98},
-    "int8": {"max_abs": None, "min_agreement": 0.98},
-    "uint8": {"max_abs": None, "min_agreement": 0.98},
-    "uint16": {"max_abs": 1e-2, "min_agreement": 0.98},
-}
+MIN_COSINE = 0.99
+MIN_SNR_DB = 30.0
 
 
 def cache_dir() -> Path:

@@ -10,25 +10,27 @@ from typing import Any
 from .errors import ArtifactError
 from .fileio import sha256_file, write_text_atomic
 
-SCHEMA = 1
+SCHEMA = 2
 SUFFIX = ".manifest.json"
 
 
 @dataclass
 class Manifest:
     name: str  # artifact name: <model>.<recipe>.<target>
-    source: dict  # framework, model (id or path), sha256
-    target: str  # tflite | tfjs | pte
+    source: dict  # framework, model (builtin id or absolute path), sha256, weights
+    target: str  # tflite | tfjs | pte | ...
     recipe: str  # fp32 | fp16 | dynamic-int8 | int8 | uint8 | uint16
     entry: str  # the file a runtime opens (model.json for TF.js), relative to the manifest
     files: list[dict]  # [{path, bytes, sha256}] relative to the manifest's folder
-    signature: dict  # {inputs: [...], outputs: [...]}
-    preprocessing: dict  # how raw pixels become the input tensor
-    parity: dict  # {status: measured|pending, runtime, outputs: [{name, max_abs_diff, max_rel_diff, top1_agreement}]}
-    probe: dict  # {data, indices, float_logits}: the fixed, seeded probe batch and the float outputs on it
+    signature: dict  # {inputs: [TensorSpec], outputs: [TensorSpec]}, named, with the artifact's bindings
+    preprocessing: dict  # how raw data becomes each input: {kind: image|text|tensor, ...}
+    parity: dict  # {status: measured|pending, runtime, task, outputs: [{name, max_abs_diff, cosine_mean, ...}]}
+    probe: dict  # {data, indices, file, sha256}: the probe rows and the float outputs on them (a .probe.npz sidecar)
+    task: str = "classification"  # classification | embedding | regression: chooses metrics and tolerances
     calibration: dict | None = None  # {source, samples} for static quantization
     delegation: dict | None = None  # {delegated, total, unit}
-    conversion: dict = field(default_factory=dict)  # {converter, seconds}
+    conversion: dict = field(default_factory=dict)  # {converter, seconds, notes}
+    quantization: dict | None = None  # what the recipe quantized and how (per-layer choices, equalization ...)
     tools: dict = field(default_factory=dict)  # package -> version
     schema: int = SCHEMA
     path: Path | None = field(default=None, repr=False, compare=False)  # where it was read from
@@ -62,6 +64,9 @@ class Manifest:
             raise ArtifactError(
                 f"{p}: manifest schema {schema} is newer than this edgeport understands ({SCHEMA}); upgrade edgeport"
             )
+        if schema < SCHEMA:
+            raise ArtifactError(f"{p}: manifest schema {schema} predates named multi-tensor signatures ({SCHEMA});"
+                                " re-run `edgeport convert` for this artifact")
         known = set(cls.__dataclass_fields__) - {"path"}
         missing = [k for k in ("name", "source", "target", "recipe", "entry", "files", "signature") if k not in d]
         if missing:
@@ -105,8 +110,29 @@ class Manifest:
             raise ArtifactError(f"{self.name}: " + "; ".join(problems) + "; re-run `edgeport convert` for this artifact")
 
     @property
-    def input(self) -> dict:
-        return self.signature["inputs"][0]
+    def sig(self):
+        from .signature import Signature
+
+        return Signature.from_dict(self.signature)
+
+    @property
+    def primary_output(self) -> str:
+        return self.signature["outputs"][0]["name"]
+
+    def probe_arrays(self) -> tuple[dict, dict] | None:
+        """(probe inputs, float outputs) from the sidecar written at convert time, or None when absent."""
+        import numpy as np
+
+        f = (self.probe or {}).get("file")
+        if not f:
+            return None
+        p = self.folder / f
+        if not p.is_file():
+            return None
+        with np.load(p, allow_pickle=False) as z:
+            ins = {k[3:]: z[k] for k in z.files if k.startswith("in:")}
+            outs = {k[4:]: z[k] for k in z.files if k.startswith("out:")}
+        return ins, outs
 
 
 def file_entries(folder: Path, rel_paths: list[str]) -> list[dict]:

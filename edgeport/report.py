@@ -15,10 +15,25 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import defaults
 from .errors import ArtifactError
 from .fileio import write_text_atomic
 
-SCHEMA = 1
+SCHEMA = 2
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What "within budget" means for each task (one place; the CLI flags fill it)."""
+
+    max_drop_pp: float = defaults.ACCURACY_BUDGET_PP  # classification: accuracy drop against float, percentage points
+    min_cosine: float = defaults.MIN_COSINE  # embedding: mean cosine against float
+    min_snr_db: float = defaults.MIN_SNR_DB  # regression: SNR against float, dB
+
+    def describe(self, task: str | None = None) -> str:
+        parts = {"classification": f"drop <= {self.max_drop_pp:g} pp", "embedding": f"cosine >= {self.min_cosine:g}",
+                 "regression": f"SNR >= {self.min_snr_db:g} dB"}
+        return parts[task] if task else "; ".join(f"{k}: {v}" for k, v in parts.items())
 
 
 @dataclass
@@ -32,51 +47,81 @@ class Row:
     threads: int | None
     device: str  # local | chromium | adb:<serial>
     manifest: str = ""  # path of the manifest, as given
+    task: str = "classification"  # classification | embedding | regression (from the manifest)
     bytes: int | None = None
     gzip_bytes: int | None = None
     load_ms: float | None = None
     latency_ms: dict | None = None  # {p50, p90, p99, mean, std}
     runs: int | None = None
     peak_rss_delta_bytes: int | None = None
+    # classification
     accuracy: float | None = None  # top-1 on labels, 0..1
     float_accuracy: float | None = None  # the float original's accuracy on the same data
     accuracy_drop_pp: float | None = None  # (float - this) in percentage points
     agreement: float | None = None  # top-1 agreement with the float original
-    max_abs_diff: float | None = None  # of the logits against the float original
+    # embedding
+    cosine_mean: float | None = None  # against the float original, per sample
+    cosine_min: float | None = None
+    nn_agreement: float | None = None  # nearest-neighbour agreement over the evaluation set
+    # every task (primary output against the float original)
+    max_abs_diff: float | None = None
+    max_rel_diff: float | None = None
+    snr_db: float | None = None
+    outputs: list | None = None  # per output: {name, max_abs_diff, max_rel_diff, snr_db, cosine_mean, ...}
     samples: int | None = None
     delegated: int | None = None
     ops_total: int | None = None
     runtime_version: str = ""
+    build: str | None = None  # browser runtime build (simd, threaded ...)
+    skipped: str | None = None  # set when the backend is not available here (not an error)
     error: str | None = None
 
     def key(self) -> tuple:
         return (self.artifact, self.runtime, self.backend, self.threads, self.device)
 
-    def within(self, budget_pp: float) -> bool:
-        """A row that ran and lost at most `budget_pp` points of accuracy against float."""
-        return self.error is None and self.accuracy_drop_pp is not None and self.accuracy_drop_pp <= budget_pp
+    def quality(self) -> float | None:
+        """The task's headline number: accuracy (%), cosine mean, or SNR (dB)."""
+        if self.task == "classification":
+            return None if self.accuracy is None else 100 * self.accuracy
+        if self.task == "embedding":
+            return self.cosine_mean
+        return self.snr_db
+
+    def within(self, budget: "Budget | float") -> bool:
+        """A row that ran and stays within the task's budget against float."""
+        b = budget if isinstance(budget, Budget) else Budget(max_drop_pp=float(budget))
+        if self.error is not None or self.skipped:
+            return False
+        if self.task == "classification":
+            if self.accuracy_drop_pp is not None:
+                return self.accuracy_drop_pp <= b.max_drop_pp
+            return self.agreement is not None and 100 * (1 - self.agreement) <= b.max_drop_pp
+        if self.task == "embedding":
+            return self.cosine_mean is not None and self.cosine_mean >= b.min_cosine
+        return self.snr_db is None and self.max_abs_diff == 0 or (self.snr_db is not None and self.snr_db >= b.min_snr_db)
 
 
 @dataclass
 class Report:
     rows: list[Row] = field(default_factory=list)
     data: str = "builtin:digits"
-    float_baseline: dict = field(default_factory=dict)  # source id -> accuracy
-    host: dict = field(default_factory=lambda: {"machine": platform.machine(), "python": platform.python_version(),
-                                                "system": platform.platform(terse=True)})
+    float_baseline: dict = field(default_factory=dict)  # source id -> float accuracy (classification)
+    host: dict = field(default_factory=lambda: host_facts())
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-    extra: dict = field(default_factory=dict)  # run facts: wall time, ...
+    extra: dict = field(default_factory=dict)  # run facts: wall time, data per source, browser capabilities ...
+    budget: Budget = field(default_factory=Budget)
     schema: int = SCHEMA
 
     # ------------------------------------------------------------------ io
     def to_dict(self) -> dict:
         return {"schema": self.schema, "created": self.created, "data": self.data, "host": self.host,
-                "float_baseline": self.float_baseline, "extra": self.extra, "rows": [asdict(r) for r in self.rows]}
+                "budget": asdict(self.budget), "float_baseline": self.float_baseline, "extra": self.extra,
+                "rows": [asdict(r) for r in self.rows]}
 
     def write(self, folder: str | Path) -> Path:
         folder = Path(folder)
         p = folder / "report.json"
-        write_text_atomic(p, json.dumps(self.to_dict(), indent=1) + "\n")
+        write_text_atomic(p, json.dumps(self.to_dict(), indent=1, default=str) + "\n")
         write_text_atomic(folder / "report.html", render_html(self))
         return p
 
@@ -91,7 +136,8 @@ class Report:
         known = set(Row.__dataclass_fields__)
         rows = [Row(**{k: v for k, v in r.items() if k in known}) for r in d.get("rows", [])]
         return cls(rows=rows, data=d.get("data", ""), float_baseline=d.get("float_baseline", {}), host=d.get("host", {}),
-                   created=d.get("created", ""), extra=d.get("extra", {}), schema=d.get("schema", SCHEMA))
+                   created=d.get("created", ""), extra=d.get("extra", {}), budget=Budget(**d.get("budget", {})),
+                   schema=d.get("schema", SCHEMA))
 
     def merge(self, rows: list[Row]) -> None:
         """Add rows, replacing rows with the same key (artifact x runtime x backend x threads x device)."""
@@ -99,25 +145,51 @@ class Report:
         self.rows = [r for r in self.rows if r.key() not in new] + list(new.values())
 
     # ------------------------------------------------------------------ choices
-    def picks(self, budget_pp: float) -> dict[str, Row | None]:
-        """Smallest and fastest artifact whose accuracy drop stays within the budget."""
-        ok = [r for r in self.rows if r.within(budget_pp)]
-        timed = [r for r in ok if _p50(r) != float("inf")]
-        return {
-            "smallest": min(ok, key=lambda r: (r.bytes or 0, _p50(r)), default=None),
-            "fastest": min(timed, key=_p50, default=None),
-        }
+    def sources(self) -> list[str]:
+        return sorted({r.source for r in self.rows if r.source != "?"})
 
-    def best_per_target(self, budget_pp: float) -> dict[str, Row]:
+    def picks(self, budget: Budget | None = None) -> dict[str, dict[str, Row | None]]:
+        """Per source model: the smallest and the fastest row within the task's budget against float."""
+        b = budget or self.budget
         out = {}
+        for src in self.sources():
+            ok = [r for r in self.rows if r.source == src and r.within(b)]
+            timed = [r for r in ok if _p50(r) != float("inf")]
+            out[src] = {"smallest": min(ok, key=lambda r: (r.bytes or 0, _p50(r)), default=None),
+                        "fastest": min(timed, key=_p50, default=None)}
+        return out
+
+    def best_per_target(self, budget: Budget | None = None) -> dict[str, Row]:
+        """Per (source, target, device): the smallest, then fastest, row within budget."""
+        b = budget or self.budget
+        out: dict[str, Row] = {}
         for r in self.rows:
-            if not r.within(budget_pp):
+            if not r.within(b):
                 continue
-            key = f"{r.target} ({r.device})" if r.device != "local" else r.target
+            key = f"{r.source} {r.target}" + (f" ({r.device})" if r.device != "local" else "")
             cur = out.get(key)
             if cur is None or (r.bytes or 0, _p50(r)) < (cur.bytes or 0, _p50(cur)):
                 out[key] = r
         return out
+
+
+def host_facts() -> dict:
+    """The machine the figures come from: CPU model and its SIMD extensions matter for int8 speed and accuracy."""
+    cpu, flags = platform.processor() or "", ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name") and not cpu.strip():
+                cpu = line.split(":", 1)[1].strip()
+            if line.startswith("flags"):
+                flags = line.split(":", 1)[1]
+                break
+    except OSError:
+        pass
+    simd = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f" {f}" in f" {flags}"]
+    import os
+
+    return {"machine": platform.machine(), "cpu": cpu, "cores": os.cpu_count(), "simd": simd,
+            "python": platform.python_version(), "system": platform.platform(terse=True)}
 
 
 def _p50(r: Row) -> float:
@@ -138,57 +210,101 @@ def _fmt(v: Any, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
-def table(report: Report, budget_pp: float = 0.5) -> str:
-    """Terminal table: rows within the budget first, smallest first; picks are marked."""
-    picks = report.picks(budget_pp)
-    mark = {}
-    if picks["smallest"]:
-        mark[picks["smallest"].key()] = "smallest"
-    if picks["fastest"]:
-        mark[picks["fastest"].key()] = (mark.get(picks["fastest"].key(), "") + " fastest").strip()
+# The task's columns: (header, row -> text). One place, read by the terminal table and the HTML report.
+def _pct(v):
+    return None if v is None else 100 * v
+
+
+TASK_COLUMNS = {
+    "classification": [("acc %", lambda r: _fmt(_pct(r.accuracy), ".2f")), ("drop pp", lambda r: _fmt(r.accuracy_drop_pp, "+.2f")),
+                       ("agree %", lambda r: _fmt(_pct(r.agreement), ".1f"))],
+    "embedding": [("cos mean", lambda r: _fmt(r.cosine_mean, ".5f")), ("cos min", lambda r: _fmt(r.cosine_min, ".4f")),
+                  ("NN agree %", lambda r: _fmt(_pct(r.nn_agreement), ".1f"))],
+    "regression": [("SNR dB", lambda r: _fmt(r.snr_db, ".1f")), ("max|d|", lambda r: _fmt(r.max_abs_diff, ".3g")),
+                   ("max rel", lambda r: _fmt(r.max_rel_diff, ".3g"))],
+}
+
+
+def _source_rows(report: Report, src: str) -> list[Row]:
+    b = report.budget
 
     def order(r: Row):
-        return (r.error is not None, not r.within(budget_pp), r.bytes or 0, _p50(r))
+        return (r.error is not None, bool(r.skipped), not r.within(b), r.bytes or 0, _p50(r))
 
-    head = ("artifact", "runtime/backend", "thr", "size", "gzip", "acc %", "drop pp", "agree %", "p50 ms", "p90 ms", "p99 ms", "load ms", "deleg", "note")
-    lines = [head]
-    for r in sorted(report.rows, key=order):
-        if r.error:
-            lines.append((r.artifact, f"{r.runtime}/{r.backend}", _fmt(r.threads, "d"), _fmt_bytes(r.bytes), "", "", "", "", "", "", "", "", "", "ERROR: " + r.error[:90]))
-            continue
-        lat = r.latency_ms or {}
-        note = mark.get(r.key(), "") or ("" if r.within(budget_pp) else f"over {budget_pp:g} pp budget")
-        lines.append((
-            r.artifact, f"{r.runtime}/{r.backend}", _fmt(r.threads, "d"), _fmt_bytes(r.bytes), _fmt_bytes(r.gzip_bytes),
-            _fmt(None if r.accuracy is None else 100 * r.accuracy, ".2f"), _fmt(r.accuracy_drop_pp, "+.2f"),
-            _fmt(None if r.agreement is None else 100 * r.agreement, ".1f"),
-            _fmt(lat.get("p50"), ".3f"), _fmt(lat.get("p90"), ".3f"), _fmt(lat.get("p99"), ".3f"), _fmt(r.load_ms, ".1f"),
-            f"{r.delegated}/{r.ops_total}" if r.ops_total else "-", note,
-        ))
-    widths = [max(len(str(l[i])) for l in lines) for i in range(len(head))]
-    out = ["  ".join(str(c).ljust(w) for c, w in zip(l, widths)).rstrip() for l in lines]
-    out.insert(1, "  ".join("-" * w for w in widths))
-    base = ", ".join(f"{k}: {100 * v:.2f}%" for k, v in report.float_baseline.items())
-    out.append(f"\nfloat baseline ({report.data}): {base or '-'}; budget {budget_pp:g} pp;"
-               f" smallest within budget: {picks['smallest'].artifact if picks['smallest'] else '-'};"
-               f" fastest within budget: {picks['fastest'].artifact + ' @' + str(picks['fastest'].threads) + 't ' + picks['fastest'].backend if picks['fastest'] else '-'}")
+    return sorted((r for r in report.rows if r.source == src), key=order)
+
+
+def _marks(report: Report) -> dict:
+    mark: dict = {}
+    for p in report.picks().values():
+        for what in ("smallest", "fastest"):
+            if p[what]:
+                mark[p[what].key()] = (mark.get(p[what].key(), "") + " " + what).strip()
+    return mark
+
+
+def table(report: Report, budget: Budget | None = None) -> str:
+    """Terminal tables, one per source model with its task's metrics: rows within budget first, smallest first."""
+    if budget is not None:
+        report.budget = budget
+    b, mark, out = report.budget, _marks(report), []
+    for src in report.sources() + (["?"] if any(r.source == "?" for r in report.rows) else []):
+        rows = _source_rows(report, src) if src != "?" else [r for r in report.rows if r.source == "?"]
+        task = rows[0].task if rows else "classification"
+        cols = TASK_COLUMNS[task]
+        head = ("artifact", "runtime/backend", "thr", "size", "gzip", *[c[0] for c in cols], "p50 ms", "p90 ms", "load ms",
+                "deleg", "note")
+        lines = [head]
+        for r in rows:
+            if r.error or r.skipped:
+                why = ("ERROR: " + r.error[:100]) if r.error else "skipped: " + r.skipped[:100]
+                lines.append((r.artifact, f"{r.runtime}/{r.backend}", _fmt(r.threads, "d"), _fmt_bytes(r.bytes), "",
+                              *[""] * len(cols), "", "", "", "", why))
+                continue
+            lat = r.latency_ms or {}
+            note = mark.get(r.key(), "") or ("" if r.within(b) else f"over budget ({b.describe(r.task)})")
+            lines.append((r.artifact, f"{r.runtime}/{r.backend}", _fmt(r.threads, "d"), _fmt_bytes(r.bytes),
+                          _fmt_bytes(r.gzip_bytes), *[c[1](r) for c in cols], _fmt(lat.get("p50"), ".3f"),
+                          _fmt(lat.get("p90"), ".3f"), _fmt(r.load_ms, ".1f"),
+                          f"{r.delegated}/{r.ops_total}" if r.ops_total else "-", note))
+        widths = [max(len(str(l[i])) for l in lines) for i in range(len(head))]
+        body = ["  ".join(str(c).ljust(w) for c, w in zip(l, widths)).rstrip() for l in lines]
+        body.insert(1, "  ".join("-" * w for w in widths))
+        base = report.float_baseline.get(src)
+        data = report.extra.get("data_by_source", {}).get(src, report.data)
+        title = f"{src} ({task}; data {data}" + (f"; float accuracy {100 * base:.2f}%" if base is not None else "") + ")"
+        out += [title, *body, ""]
+    out.append(f"budget: {b.describe()}")
+    for src, p in report.picks().items():
+        s, f = p["smallest"], p["fastest"]
+        out.append(f"{src}: smallest within budget: {s.artifact if s else '-'}; fastest: "
+                   + (f"{f.artifact} @{f.threads}t {f.runtime}/{f.backend} ({_p50(f):.3f} ms)" if f else "-"))
+    h = report.host
+    out.append(f"host: {h.get('cpu', '?')} ({h.get('cores', '?')} cores; {', '.join(h.get('simd', [])) or 'no AVX2'})")
     return "\n".join(out)
 
 
 def artifact_table(manifests) -> str:
-    """The table printed after `edgeport convert`: bytes, ratio to fp32, parity."""
+    """The table printed after `edgeport convert`: bytes, ratio to fp32, parity in the task's terms."""
     fp32 = {(m.source["model"], m.target): m.total_bytes for m in manifests if m.recipe == "fp32"}
-    rows = [("artifact", "target", "recipe", "bytes", "x fp32", "max |diff|", "top-1 agree", "parity", "delegated")]
+    rows = [("artifact", "target", "recipe", "bytes", "x fp32", "parity (primary output)", "status", "delegated")]
     for m in manifests:
         base = fp32.get((m.source["model"], m.target))
         p = (m.parity.get("outputs") or [{}])[0]
         status = m.parity.get("status")
         if status == "measured":
             status = "ok" if m.parity.get("within_tolerance") else "OUT OF TOLERANCE"
+        if not p:
+            par = "-"
+        elif m.task == "embedding":
+            par = f"cos mean {p['cosine_mean']:.5f} min {p['cosine_min']:.4f}"
+        elif m.task == "classification":
+            par = f"max|d| {p['max_abs_diff']:.2g} agree {p.get('top1_agreement', float('nan')):.3f}"
+        else:
+            par = f"max|d| {p['max_abs_diff']:.2g} SNR {p.get('snr_db')} dB"
         d = m.delegation
         rows.append((m.name, m.target, m.recipe, f"{m.total_bytes:,}", f"{m.total_bytes / base:.2f}" if base else "-",
-                     _fmt(p.get("max_abs_diff"), ".2g"), _fmt(p.get("top1_agreement"), ".3f"), status or "-",
-                     f"{d['delegated']}/{d['total']} {d['unit']}" if d else "-"))
+                     par, status or "-", f"{d['delegated']}/{d['total']} {d['unit']}" if d else "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -206,16 +322,20 @@ def _pareto(points: list[tuple[float, float, Any]]) -> list[Any]:
     return front
 
 
+_QUALITY_LABEL = {"classification": "held-out top-1 accuracy (%)", "embedding": "cosine vs float (mean)",
+                  "regression": "SNR vs float (dB)"}
+_COLORS = {"tflite": "#1f77b4", "pte": "#d62728", "tfjs": "#2ca02c", "onnx": "#9467bd"}
+
+
 def _plots(report: Report) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ok = [r for r in report.rows if r.error is None and r.accuracy is not None]
+    ok = [r for r in report.rows if r.error is None and not r.skipped and r.quality() is not None]
     imgs = []
-    # accuracy vs bytes, one panel per source model (one point per artifact: runtimes share its size)
-    colors = {"tflite": "#1f77b4", "pte": "#d62728", "tfjs": "#2ca02c"}
+    # quality vs bytes, one panel per source model (one point per artifact: runtimes share its size)
     by_art: dict[str, Row] = {}
     for r in ok:
         by_art.setdefault(r.artifact, r)
@@ -223,53 +343,49 @@ def _plots(report: Report) -> list[str]:
     if sources:
         fig, axes = plt.subplots(1, len(sources), figsize=(6 * len(sources), 4.4), squeeze=False)
         for ax, src in zip(axes[0], sources):
-            pts = [(r.bytes, 100 * r.accuracy, r.artifact) for r in by_art.values() if r.source == src and r.bytes]
+            pts = [(r.bytes, r.quality(), r.artifact) for r in by_art.values() if r.source == src and r.bytes]
+            task = by_art[pts[0][2]].task if pts else "classification"
             front = set(_pareto(pts))
             for n, (x, y, k) in enumerate(sorted(pts)):
                 r = by_art[k]
-                ax.scatter(x / 1024, y, s=70 if k in front else 35, c=colors.get(r.target, "gray"),
+                ax.scatter(x / 1024, y, s=70 if k in front else 35, c=_COLORS.get(r.target, "gray"),
                            edgecolors="black" if k in front else "none", zorder=3)
                 ax.annotate(f"{r.target} {r.recipe}", (x / 1024, y), fontsize=7, rotation=30,
                             xytext=(3, 4 + 9 * (n % 3)), textcoords="offset points")
             fr = sorted((p for p in pts if p[2] in front), key=lambda p: p[0])
             ax.plot([p[0] / 1024 for p in fr], [p[1] for p in fr], "k--", lw=0.8, label="Pareto front")
-            if src in report.float_baseline:
+            if task == "classification" and src in report.float_baseline:
                 ax.axhline(100 * report.float_baseline[src], color="gray", lw=0.9, ls=":", label="float baseline")
-            ys = [p[1] for p in pts] + [100 * report.float_baseline.get(src, pts[0][1] / 100 if pts else 0)]
-            ax.set_ylim(min(ys) - 0.6, max(ys) + 0.6)
             ax.set_xscale("log")
             ax.set_xlabel("artifact size (KiB, log)")
-            ax.set_ylabel("held-out top-1 accuracy (%)")
+            ax.set_ylabel(_QUALITY_LABEL[task])
             ax.set_title(src, fontsize=10)
             ax.grid(alpha=0.3)
-            for t, c in colors.items():
+            for t, c in _COLORS.items():
                 ax.scatter([], [], c=c, label=t)
             ax.legend(fontsize=7, loc="lower right")
-        fig.suptitle("Accuracy vs size (outlined: Pareto front)")
+        fig.suptitle("Quality vs size (outlined: Pareto front)")
         fig.tight_layout()
         imgs.append(_svg(fig))
         plt.close(fig)
 
     # latency per artifact x backend x threads
-    timed = sorted([r for r in ok if r.latency_ms and "p50" in r.latency_ms], key=lambda r: (r.artifact, r.device, r.backend, r.threads or 0))
+    timed = sorted([r for r in ok if r.latency_ms and "p50" in r.latency_ms], key=lambda r: (r.source, r.artifact, r.device, r.backend, r.threads or 0))
     if timed:
         fig, ax = plt.subplots(figsize=(8, max(3.0, 0.28 * len(timed) + 1)))
         labels = [f"{r.artifact} | {r.device}/{r.backend} | {r.threads}t" for r in timed]
         p50 = [r.latency_ms["p50"] for r in timed]
         p90 = [r.latency_ms["p90"] for r in timed]
-        lat_front = set(_pareto([(r.latency_ms["p50"], r.accuracy, i) for i, r in enumerate(timed)]))
+        lat_front = set(_pareto([(r.latency_ms["p50"], r.quality(), i) for i, r in enumerate(timed)]))
         ys = range(len(timed))
         ax.barh(ys, p90, color="#cccccc", label="p90")
-        ax.barh(ys, p50, color=["#ff7f0e" if i in lat_front else colors.get(r.target, "gray") for i, r in enumerate(timed)], label="p50")
-        floats = [r.latency_ms["p50"] for r in timed if r.recipe == "fp32"]
-        if floats:
-            ax.axvline(min(floats), color="gray", ls=":", lw=0.8, label="fastest fp32 (float baseline)")
+        ax.barh(ys, p50, color=["#ff7f0e" if i in lat_front else _COLORS.get(r.target, "gray") for i, r in enumerate(timed)], label="p50")
         ax.set_yticks(list(ys))
         ax.set_yticklabels(labels, fontsize=6)
         ax.invert_yaxis()
         ax.set_xscale("log")
         ax.set_xlabel("latency per inference (ms, log)")
-        ax.set_title("Latency (orange: Pareto front of latency vs accuracy)")
+        ax.set_title("Latency (orange: Pareto front of latency vs quality)")
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3, axis="x")
         fig.tight_layout()
@@ -285,47 +401,60 @@ def _svg(fig) -> str:
     return s[s.index("<svg"):]
 
 
-def render_html(report: Report, budget_pp: float = 0.5) -> str:
-    """Self-contained HTML (inline SVG plots, no network)."""
+def render_html(report: Report) -> str:
+    """Self-contained HTML (inline SVG plots, no network): one table per source model in its task's metrics."""
     try:
         plots = _plots(report)
     except Exception as e:  # plotting must never cost the report
         plots = [f"<p>plots unavailable: {html.escape(str(e))}</p>"]
-    cols = ["artifact", "device", "runtime", "backend", "threads", "bytes", "gzip_bytes", "accuracy", "accuracy_drop_pp",
-            "agreement", "max_abs_diff", "p50", "p90", "p99", "load_ms", "peak_rss_delta_bytes", "delegated", "error"]
-    picks = report.picks(budget_pp)
-    body = []
-    for r in report.rows:
-        d = asdict(r)
-        d.update({k: (r.latency_ms or {}).get(k) for k in ("p50", "p90", "p99")})
-        cls = "err" if r.error else ("pick" if any(p is r for p in picks.values()) else "")
-        cells = []
-        for c in cols:
-            v = d.get(c)
-            if c == "delegated" and r.ops_total:
-                v = f"{r.delegated}/{r.ops_total}"
-            if isinstance(v, float):
-                v = f"{100 * v:.2f}%" if c in ("accuracy", "agreement") else f"{v:.4g}"
-            cells.append(f"<td>{html.escape('' if v is None else str(v))}</td>")
-        body.append(f"<tr class='{cls}'>" + "".join(cells) + "</tr>")
-    pick_txt = " ".join(f"<b>{k}</b> within {budget_pp:g} pp: {html.escape(v.artifact)} ({v.device}/{v.backend}, {v.threads}t)."
-                        for k, v in picks.items() if v)
-    base = ", ".join(f"{html.escape(k)}: {100 * v:.2f}%" for k, v in report.float_baseline.items())
+    mark, b = _marks(report), report.budget
+    sections = []
+    for src in report.sources():
+        rows = _source_rows(report, src)
+        task = rows[0].task
+        cols = TASK_COLUMNS[task]
+        head = ["artifact", "device", "runtime/backend", "threads", "bytes", "gzip", *[c[0] for c in cols], "p50 ms",
+                "p90 ms", "p99 ms", "load ms", "peak RSS", "delegated", "note"]
+        body = []
+        for r in rows:
+            lat = r.latency_ms or {}
+            cls = "err" if r.error else ("skip" if r.skipped else ("pick" if r.key() in mark else ("" if r.within(b) else "over")))
+            note = r.error or (f"skipped: {r.skipped}" if r.skipped else mark.get(r.key(), "") or
+                               ("" if r.within(b) else f"over budget ({b.describe(task)})"))
+            cells = [r.artifact, r.device, f"{r.runtime}/{r.backend}", _fmt(r.threads, "d"), _fmt(r.bytes, ","),
+                     _fmt_bytes(r.gzip_bytes), *[c[1](r) if not (r.error or r.skipped) else "" for c in cols],
+                     _fmt(lat.get("p50"), ".3f"), _fmt(lat.get("p90"), ".3f"), _fmt(lat.get("p99"), ".3f"),
+                     _fmt(r.load_ms, ".1f"), _fmt_bytes(r.peak_rss_delta_bytes),
+                     f"{r.delegated}/{r.ops_total}" if r.ops_total else "-", note]
+            body.append(f"<tr class='{cls}'>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+        base = report.float_baseline.get(src)
+        data = report.extra.get("data_by_source", {}).get(src, report.data)
+        ref = report.extra.get("reference_by_source", {}).get(src)
+        p = report.picks().get(src, {})
+        pick = " ".join(f"<b>{k}</b>: {html.escape(v.artifact)} ({html.escape(v.device)}/{html.escape(v.backend)}, {v.threads}t)."
+                        for k, v in p.items() if v)
+        sections.append(
+            f"<h2>{html.escape(src)} <small>({task})</small></h2><p>Data: {html.escape(str(data))}."
+            + (f" Float accuracy {100 * base:.2f}%." if base is not None else "")
+            + (f" Reference: {html.escape(str(ref))}." if ref else "")
+            + f" Budget: {html.escape(b.describe(task))}. {pick or 'Nothing within budget.'}</p>"
+            + f"<table><thead><tr>{''.join(f'<th>{html.escape(c)}</th>' for c in head)}</tr></thead><tbody>{''.join(body)}</tbody></table>")
+    orphans = [r for r in report.rows if r.source == "?"]
+    if orphans:
+        sections.append("<h2>Unreadable artifacts</h2><ul>" + "".join(
+            f"<li>{html.escape(r.manifest)}: {html.escape(r.error or '')}</li>" for r in orphans) + "</ul>")
+    h = report.host
+    hosttxt = f"{h.get('cpu', '?')}, {h.get('cores', '?')} cores, {', '.join(h.get('simd', [])) or 'no AVX2'}; {h.get('system', '')}"
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>edgeport report</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>body{{font:14px system-ui,sans-serif;margin:1.5em;color:#222}} table{{border-collapse:collapse;font-size:12px}}
-td,th{{border:1px solid #ddd;padding:3px 6px;text-align:right}} td:first-child{{text-align:left}}
-tr.err{{background:#fde8e8}} tr.pick{{background:#e8f6e8}} .plots svg{{max-width:100%;height:auto}}</style></head>
+td,th{{border:1px solid #ddd;padding:3px 6px;text-align:right}} td:first-child,td:last-child{{text-align:left}}
+tr.err{{background:#fde8e8}} tr.pick{{background:#e8f6e8}} tr.skip{{color:#888}} tr.over{{color:#a60}}
+.plots svg{{max-width:100%;height:auto}} small{{color:#666;font-weight:normal}}</style></head>
 <body><h1>edgeport report</h1>
-<p>Data: {html.escape(report.data)}. Float baseline: {base or '-'}. Created {html.escape(report.created)} on {html.escape(json.dumps(report.host))}.</p>
-<p>{pick_txt}</p>
+<p>Created {html.escape(report.created)} on {html.escape(hosttxt)}. Budget: {html.escape(b.describe())}.</p>
 <div class="plots">{''.join(plots)}</div>
-<h2>All rows ({len(report.rows)})</h2>
-<table id="rows"><thead><tr>{''.join(f'<th>{c}</th>' for c in cols)}</tr></thead><tbody>
-{''.join(body)}
-</tbody></table>
-<script type="application/json" id="report-json">{html.escape(json.dumps(report.to_dict()))}</script>
+{''.join(sections)}
+<script type="application/json" id="report-json">{html.escape(json.dumps(report.to_dict(), default=str))}</script>
 </body></html>
 """
-
-

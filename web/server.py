@@ -1,38 +1,62 @@
-"""`edgeport serve`: the demo page, the vendored JS runtimes, the artifacts and the held-out data.
+"""`edgeport serve`: the demo page, the vendored JS runtimes, the artifacts and their evaluation data.
 
-Loopback by default; refuses path traversal (encoded too); no directory listings; `.wasm` as application/wasm.
-Python's ThreadingHTTPServer is enough: routing is a fixed table of roots, and every path is resolved and
-checked against its root before any file is opened.
+Loopback by default; refuses path traversal (encoded too); no directory listings; `.wasm` as application/wasm;
+cross-origin isolated (COOP/COEP). Python's ThreadingHTTPServer is enough: routing is a fixed table of roots, and
+every path is resolved and checked against its root before any file is opened.
+
+Endpoints (all GET):
+
+- ``/`` the page; ``/static/...`` its files; ``/artifacts/...`` the artifacts folder; ``/vendor/...`` the npm
+  packages of :data:`VENDORED` from ``web/node_modules``.
+- ``/api/manifests`` -> ``{"manifests": [manifest + {url, bytes, adapter}], "problems": [{file, error}]}``: every
+  manifest of the folder whose target has a browser adapter (``web/static/adapters/<adapter>.js``); manifests that
+  cannot be read are listed under ``problems``.
+- ``/api/config`` -> ``{"data": spec | null, "bench": {warmup, minRuns, minMs, maxRuns}}``: what the page measures.
+- ``/api/data/<artifact>`` -> the evaluation data as that artifact's model-ready inputs, packed (see :func:`pack`).
+- ``/api/probe/<artifact>`` -> the artifact's parity-probe inputs (its ``.probe.npz`` sidecar), packed the same way.
+
+The packed form: little-endian uint32 header length ``H``, then ``H`` bytes of UTF-8 JSON
+``{name, n, tensors: [{name, dtype, shape: [N, ...], offset, bytes}], labels: {offset, bytes, dtype} | null}``,
+then the raw little-endian arrays. Offsets count from the start of the body and are multiples of 8, so the page
+views each array in place (``new Float32Array(body, offset, bytes / 4)``).
 """
 
 from __future__ import annotations
 
-import base64
 import ipaddress
 import json
 import mimetypes
 import posixpath
+import re
 import socket
+import struct
 import sys
 import threading
-from functools import lru_cache
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from edgeport.errors import InputError
+import numpy as np
+
+from edgeport.errors import EdgeportError, InputError, one_line
 from edgeport.manifest import SUFFIX, Manifest
 
 WEB = Path(__file__).resolve().parent
 STATIC = WEB / "static"
 NODE_MODULES = WEB / "node_modules"
-# Only these npm packages are served.
+# npm scopes / packages served under /vendor/ (nothing else in node_modules is reachable). A new browser adapter
+# whose runtime is another npm package adds it here (and to web/package.json).
 VENDORED = ("@tensorflow", "@litertjs")
 TYPES = {".wasm": "application/wasm", ".json": "application/json", ".js": "text/javascript", ".mjs": "text/javascript",
          ".html": "text/html; charset=utf-8", ".css": "text/css", ".tflite": "application/octet-stream",
          ".bin": "application/octet-stream", ".pte": "application/octet-stream", ".svg": "image/svg+xml",
          ".map": "application/json"}
+# The page's steady-state timing loop: `warmup` runs, then at least `minRuns` runs and `minMs` ms, at most `maxRuns`.
+BENCH_DEFAULT = {"warmup": 10, "minRuns": 100, "minMs": 2000, "maxRuns": 1000}
+BENCH_QUICK = {"warmup": 3, "minRuns": 20, "minMs": 200, "maxRuns": 1000}
+PACKED_TYPE = "application/octet-stream"
+_NAME = re.compile(r"^[^/\\\x00]+$")
 
 
 def is_loopback(host: str) -> bool:
@@ -44,23 +68,100 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-@lru_cache(maxsize=4)
-def _heldout_json(data: str) -> bytes:
-    from edgeport import data as dat
+# ------------------------------------------------------------------------------------------------ packed tensors
+def pack(name: str, arrays: dict[str, np.ndarray], labels: np.ndarray | None = None) -> bytes:
+    """``{input name: (N, ...) array}`` (+ optional (N,) labels, sent as int32) -> the packed binary form."""
+    items = [(k, np.ascontiguousarray(v)) for k, v in arrays.items()]
+    if labels is not None:
+        items.append(("\0labels", np.ascontiguousarray(np.asarray(labels), dtype="<i4")))
+    n = len(items[0][1]) if items else 0
+    entries, blobs = [], []
+    for k, v in items:
+        v = v.astype(v.dtype.newbyteorder("<"), copy=False) if v.dtype.byteorder == ">" else v
+        entries.append({"name": k, "dtype": _dtype_name(v.dtype), "shape": list(v.shape), "bytes": int(v.nbytes)})
+        blobs.append(v.tobytes())
 
-    if not dat.is_builtin(data):
-        raise InputError(f"serve --data {data!r}: the page's benchmark mode takes builtin:digits only")
-    held = dat.digits("heldout")
-    return json.dumps({
-        "name": f"{dat.BUILTIN_DIGITS}:heldout", "n": int(len(held.y)), "shape": list(held.pixels.shape[1:]),
-        "pixels_b64": base64.b64encode(held.pixels.tobytes()).decode(), "y": held.y.tolist(),
-    }).encode()
+    def header(start: int) -> bytes:
+        off = start
+        for e in entries:
+            e["offset"] = off
+            off += -(-e["bytes"] // 8) * 8
+        tensors = [e for e in entries if e["name"] != "\0labels"]
+        lab = next(({"offset": e["offset"], "bytes": e["bytes"], "dtype": e["dtype"]} for e in entries
+                    if e["name"] == "\0labels"), None)
+        return json.dumps({"name": name, "n": n, "tensors": tensors, "labels": lab}, separators=(",", ":")).encode()
+
+    start = 0
+    while True:  # the header's length depends on the offsets it holds: iterate to a fixed point
+        h = header(start)
+        h += b" " * (-(4 + len(h)) % 8)
+        if 4 + len(h) == start:
+            break
+        start = 4 + len(h)
+    out = bytearray(struct.pack("<I", len(h)) + h)
+    for e, b in zip(entries, blobs):
+        out += b"\0" * (e["offset"] - len(out)) + b
+    return bytes(out)
 
 
+def unpack(body: bytes) -> tuple[dict, dict[str, np.ndarray], np.ndarray | None]:
+    """The inverse of :func:`pack`: (header, {name: array}, labels | None)."""
+    (hlen,) = struct.unpack_from("<I", body, 0)
+    head = json.loads(body[4 : 4 + hlen].decode())
+    arrays = {t["name"]: np.frombuffer(body, np.dtype(t["dtype"]).newbyteorder("<"), int(np.prod(t["shape"])),
+                                       t["offset"]).reshape(t["shape"]) for t in head["tensors"]}
+    lab = head.get("labels")
+    labels = None if lab is None else np.frombuffer(body, np.dtype(lab["dtype"]).newbyteorder("<"),
+                                                    lab["bytes"] // np.dtype(lab["dtype"]).itemsize, lab["offset"])
+    return head, arrays, labels
+
+
+def _dtype_name(dt: np.dtype) -> str:
+    return "bool" if dt.kind == "b" else dt.name
+
+
+def artifact_inputs(m: Manifest, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Model-ready feeds in the artifact's own input dtypes (int8 I/O quantized exactly as the native runners do)."""
+    from edgeport.runtime import quantize_input
+
+    return {s.name: quantize_input(s, feeds[s.name]) for s in m.sig.inputs}
+
+
+def data_for(m: Manifest, spec: str | None) -> bytes:
+    """The evaluation data (``spec``'s held-out split, or the artifact's own probe data set when spec is None) as
+    the artifact's inputs, packed."""
+    from edgeport.data import load_dataset, model_inputs
+
+    spec = spec or default_data(m)
+    if not spec:
+        raise InputError(f"{m.name}: no evaluation data; start the server with --data (a builtin: set or an .npz)")
+    ds = load_dataset(spec, "heldout")
+    feeds = model_inputs(ds, m.sig, m.preprocessing, root=m.folder)
+    return pack(f"{spec}:heldout" if spec.startswith("builtin:") else spec, artifact_inputs(m, feeds), ds.y)
+
+
+def probe_for(m: Manifest) -> bytes:
+    got = m.probe_arrays()
+    if got is None:
+        raise FileNotFoundError(f"{m.name}: no probe sidecar")
+    ins, _ = got
+    return pack(f"{m.name} probe ({(m.probe or {}).get('data', '?')})", artifact_inputs(m, ins))
+
+
+def default_data(m: Manifest) -> str | None:
+    """The named data set the artifact's parity probe was drawn from (``builtin:digits:heldout`` -> builtin:digits)."""
+    d = (m.probe or {}).get("data") or ""
+    return re.sub(r":(heldout|train)$", "", d) if d.startswith("builtin:") else None
+
+
+# ------------------------------------------------------------------------------------------------ handler
 class Handler(BaseHTTPRequestHandler):
     server_version = "edgeport"
     artifacts: Path = Path("artifacts")
-    data: str = "builtin:digits"
+    data: str | None = "builtin:digits"
+    bench: dict = BENCH_DEFAULT
+    cache: dict  # (kind, manifest path, mtime, data) -> packed bytes, per server
+    lock: threading.Lock
     quiet = True
 
     def log_message(self, fmt, *args):  # noqa: N802
@@ -83,6 +184,9 @@ class Handler(BaseHTTPRequestHandler):
     def _deny(self, status=HTTPStatus.FORBIDDEN, why="forbidden") -> None:
         self._send(status, (why + "\n").encode())
 
+    def _json(self, obj) -> None:
+        self._send(200, json.dumps(obj).encode(), "application/json")
+
     def do_HEAD(self):  # noqa: N802
         self.do_GET()
 
@@ -98,16 +202,16 @@ class Handler(BaseHTTPRequestHandler):
         if path in ("/", "/index.html"):
             return self._file(STATIC, "index.html")
         if path == "/api/manifests":
-            return self._manifests()
-        if path == "/api/heldout":
-            try:
-                return self._send(200, _heldout_json(self.data), "application/json")
-            except InputError as e:
-                return self._send(400, str(e).encode())
+            return self._json(self._listing())
+        if path == "/api/config":
+            return self._json({"data": self.data, "bench": dict(self.bench)})
+        for prefix, kind in (("/api/data/", "data"), ("/api/probe/", "probe")):
+            if path.startswith(prefix):
+                return self._packed(kind, path[len(prefix):])
         for prefix, root in (("/static/", STATIC), ("/artifacts/", self.artifacts), ("/vendor/", NODE_MODULES)):
             if path.startswith(prefix):
                 rel = path[len(prefix):]
-                if prefix == "/vendor/" and not rel.startswith(VENDORED):
+                if prefix == "/vendor/" and not any(rel.startswith(v + "/") for v in VENDORED):
                     return self._deny(HTTPStatus.NOT_FOUND, "not found")
                 return self._file(root, rel)
         return self._deny(HTTPStatus.NOT_FOUND, "not found")
@@ -122,22 +226,59 @@ class Handler(BaseHTTPRequestHandler):
         ctype = TYPES.get(target.suffix) or mimetypes.guess_type(target.name)[0] or "application/octet-stream"
         self._send(200, target.read_bytes(), ctype)
 
-    def _manifests(self) -> None:
-        out = []
+    # ---------------------------------------------------------------------------------------- api
+    def _listing(self) -> dict:
+        from edgeport.registry import get_target
+
+        out, problems = [], []
         for p in sorted(self.artifacts.glob("*" + SUFFIX)):
             try:
                 m = Manifest.read(p)
-            except Exception:
+                adapter = get_target(m.target).browser
+                if adapter is None:
+                    continue  # a native-only format (.pte): not a web artifact
+                m.check_files(hashes=False)
+            except Exception as e:  # noqa: BLE001 - every unreadable manifest is reported, none stops the listing
+                problems.append({"file": p.name, "error": one_line(e, 300)})
                 continue
             d = json.loads(m.to_json())
-            d["url"] = "/artifacts/" + m.entry
-            d["bytes"] = m.total_bytes
+            d.update(url="/artifacts/" + m.entry, bytes=m.total_bytes, adapter=adapter)
             out.append(d)
-        self._send(200, json.dumps(out).encode(), "application/json")
+        return {"manifests": out, "problems": problems}
+
+    def _manifest(self, name: str) -> Manifest | None:
+        if not _NAME.match(name):
+            return None
+        p = self.artifacts / (name + SUFFIX)
+        if p.parent.resolve() != self.artifacts.resolve() or not p.is_file():
+            return None
+        return Manifest.read(p)
+
+    def _packed(self, kind: str, name: str) -> None:
+        try:
+            m = self._manifest(name)
+        except EdgeportError as e:
+            return self._send(400, (one_line(e) + "\n").encode())
+        if m is None:
+            return self._deny(HTTPStatus.NOT_FOUND, f"no manifest named {name!r}")
+        key = (kind, str(m.path), m.path.stat().st_mtime_ns, self.data)
+        with self.lock:  # one build per key, even when the page asks twice at once
+            body = self.cache.get(key)
+            if body is None:
+                try:
+                    body = data_for(m, self.data) if kind == "data" else probe_for(m)
+                except FileNotFoundError as e:
+                    return self._deny(HTTPStatus.NOT_FOUND, one_line(e))
+                except EdgeportError as e:
+                    return self._send(400, (one_line(e) + "\n").encode())
+                self.cache[key] = body
+        self._send(200, body, PACKED_TYPE)
 
 
-def make_server(artifacts: str | Path, host: str = "127.0.0.1", port: int = 8765, *, data: str = "builtin:digits",
-                allow_remote: bool = False) -> ThreadingHTTPServer:
+def make_server(artifacts: str | Path, host: str = "127.0.0.1", port: int = 8765, *, data: str | None = "builtin:digits",
+                bench: dict | None = None, allow_remote: bool = False) -> ThreadingHTTPServer:
+    """A server for one artifacts folder. ``data``: the evaluation data spec (None: each artifact's own probe data
+    set); ``bench``: the page's timing loop, keys of :data:`BENCH_DEFAULT` (missing keys take the defaults)."""
     art = Path(artifacts)
     if not art.is_dir():
         raise InputError(f"artifacts folder not found: {art}; run `edgeport convert ... --out {art}` or `edgeport demo` first")
@@ -145,7 +286,14 @@ def make_server(artifacts: str | Path, host: str = "127.0.0.1", port: int = 8765
         raise InputError(f"refusing to bind {host}: it is not a loopback address; pass --host {host} explicitly to expose the demo")
     if not (NODE_MODULES / "@tensorflow" / "tfjs").is_dir():
         raise InputError(f"JS runtimes are not installed in {NODE_MODULES}; run `npm ci --prefix {WEB}` (or ./run test)")
-    handler = type("BoundHandler", (Handler,), {"artifacts": art.resolve(), "data": data})
+    unknown = sorted(set(bench or {}) - set(BENCH_DEFAULT))
+    if unknown:
+        raise InputError(f"bench settings {', '.join(unknown)} are unknown; use {', '.join(BENCH_DEFAULT)}")
+    b = {**BENCH_DEFAULT, **(bench or {})}
+    if any(not isinstance(v, (int, float)) or v < 0 for v in b.values()) or b["maxRuns"] < max(1, b["minRuns"]):
+        raise InputError(f"bench settings {b} must be non-negative numbers with maxRuns >= minRuns >= 1")
+    handler = type("BoundHandler", (Handler,), {"artifacts": art.resolve(), "data": data, "bench": b, "cache": {},
+                                                "lock": threading.Lock()})
     cls = ThreadingHTTPServer
     if ":" in host:
         cls = type("V6Server", (ThreadingHTTPServer,), {"address_family": socket.AF_INET6})
@@ -162,10 +310,11 @@ def start_background(artifacts, host="127.0.0.1", port=0, **kw) -> tuple[Threadi
     return srv, f"http://{'[' + h + ']' if ':' in h else h}:{p}/"
 
 
-def serve(artifacts, host: str | None = None, port: int = 8765, data: str = "builtin:digits") -> int:
+def serve(artifacts, host: str | None = None, port: int = 8765, data: str | None = "builtin:digits",
+          bench: dict | None = None) -> int:
     explicit = host is not None
     host = host or "127.0.0.1"
-    srv = make_server(artifacts, host, port, data=data, allow_remote=explicit)
+    srv = make_server(artifacts, host, port, data=data, bench=bench, allow_remote=explicit)
     if not is_loopback(host):
         print(f"edgeport: WARNING: serving on {host}:{port}, reachable from other machines", file=sys.stderr)
     h, p = srv.server_address[:2]

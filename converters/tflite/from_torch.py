@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from .common import Job, Produced, run_converter, tflite_signature
-from .registry import register
+from edgeport.registry import converter
+
+from ..common import Job, Produced, run_converter, tflite_signature, torch_exported
 
 
 def _quant_config(job: Job):
@@ -21,28 +22,21 @@ def _quant_config(job: Job):
     return QuantConfig(pt2e_quantizer=quantizer)
 
 
-def _pt2e_calibrated_module(job: Job, quant_config):
-    """litert-torch's documented PT2E flow: calibrate and convert first, then litert_torch.convert()."""
-    from edgeport.quantization.pt2e import calibrate_pt2e
-
-    from .common import torch_exported
-
-    return calibrate_pt2e(torch_exported(job), quant_config.pt2e_quantizer, example=job.example_input_torch(),
-                          calib=None if job.recipe == "dynamic-int8" else job.calib, fold_quantize=False)
-
-
-@register("torch", "tflite", recipes=("fp32", "fp16", "dynamic-int8", "int8"),
-          converter="litert-torch", runtime="ai-edge-litert")
+@converter("tflite", "torch", recipes=("fp32", "fp16", "dynamic-int8", "int8"), tool="litert-torch")
 def convert(job: Job) -> Produced:
     import litert_torch
+
+    from edgeport.quantization.pt2e import calibrate_pt2e
 
     qc = _quant_config(job)
 
     def go():
         module = job.source.torch_module()
         if qc is not None and qc.pt2e_quantizer is not None:
-            module = _pt2e_calibrated_module(job, qc)
-        return litert_torch.convert(module, (job.example_input_torch(),), quant_config=qc)
+            # litert-torch's documented PT2E flow: calibrate and convert first, then litert_torch.convert().
+            module = calibrate_pt2e(torch_exported(job), qc.pt2e_quantizer, example=job.example_torch(),
+                                    calib=None if job.recipe == "dynamic-int8" else job, fold_quantize=False)
+        return litert_torch.convert(module, job.example_torch(), quant_config=qc)
 
     edge = run_converter(go, "litert-torch", job)
     out = job.workdir / f"{job.name}.tflite"

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from .common import Job, Produced, keras_saved_model, run_converter
-from .registry import register
+import json
+
+from edgeport.registry import converter
+from edgeport.signature import Signature
+
+from ..common import Job, Produced, bind_keys, keras_saved_model, run_converter
 
 # tensorflowjs' weight-storage quantization: dtype -> which weights ("*" = all).
 _DTYPE_MAP = {"fp32": None, "fp16": {"float16": "*"}, "uint8": {"uint8": "*"}, "uint16": {"uint16": "*"}}
+# TF.js has no 64-bit tensors: the converter turns int64 placeholders into int32.
+_TFJS_DTYPE = {"DT_FLOAT": "float32", "DT_INT32": "int32", "DT_INT64": "int32", "DT_BOOL": "bool", "DT_HALF": "float32"}
 
 
-@register("keras", "tfjs", recipes=("fp32", "fp16", "uint8", "uint16"),
-          converter="tensorflowjs.converters.convert_tf_saved_model", runtime="browser")
+@converter("tfjs", "keras", recipes=("fp32", "fp16", "uint8", "uint16"), tool="tensorflowjs.converters.convert_tf_saved_model")
 def convert(job: Job) -> Produced:
     from tensorflowjs.converters import tf_saved_model_conversion_v2 as tfjs_conv
 
@@ -24,20 +29,18 @@ def convert(job: Job) -> Produced:
         ),
         "tensorflowjs converter", job,
     )
-    import json
-
     # tensorflowjs writes protobuf map fields (each node's `attr`) in hash order, which changes from process to
     # process; rewriting model.json with sorted keys makes the artifact byte-reproducible. TF.js reads keys by name.
     model_json = json.loads((out / "model.json").read_text())
     (out / "model.json").write_text(json.dumps(model_json, sort_keys=True))
     sig = model_json.get("signature") or model_json.get("userDefinedMetadata", {}).get("signature", {})
-    inputs, outputs = [], []
-    for name, spec in (sig.get("inputs") or {}).items():
-        shape = [int(d.get("size", -1)) for d in spec.get("tensorShape", {}).get("dim", [])]
-        inputs.append({"name": name, "shape": shape, "dtype": "float32", "layout": job.source.layout, "quantization": None})
-    for name, spec in (sig.get("outputs") or {}).items():
-        shape = [int(d.get("size", -1)) for d in spec.get("tensorShape", {}).get("dim", [])]
-        outputs.append({"name": name, "shape": shape, "dtype": "float32", "labels": job.source.labels, "quantization": None})
+    ins, outs = sig.get("inputs") or {}, sig.get("outputs") or {}
+    # Inputs bind by signature key (GraphModel.execute maps keys to nodes); outputs by their node name.
+    in_keys = bind_keys(job.sig.input_names, list(ins))
+    out_keys = bind_keys(job.sig.output_names, list(outs))
+    signature = Signature(
+        tuple(s.with_(binding=k, dtype=_TFJS_DTYPE.get(ins[k].get("dtype"), s.dtype)) for s, k in zip(job.sig.inputs, in_keys)),
+        tuple(s.with_(binding=outs[k]["name"], dtype="float32" if s.is_float else s.dtype) for s, k in zip(job.sig.outputs, out_keys)),
+    )
     files = [f"{out.name}/{p.name}" for p in sorted(out.iterdir())]
-    return Produced(entry=f"{out.name}/model.json", files=files, signature={"inputs": inputs, "outputs": outputs},
-                    moved=[out.name])
+    return Produced(entry=f"{out.name}/model.json", files=files, signature=signature, moved=[out.name])

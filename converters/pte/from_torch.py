@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from .common import Job, Produced, run_converter, torch_exported
-from .registry import register
+from edgeport.registry import converter
+from edgeport.signature import Signature
+
+from ..common import Job, Produced, run_converter, torch_exported
 
 
 def _quantize(job: Job):
@@ -18,13 +20,11 @@ def _quantize(job: Job):
 
     dynamic = job.recipe == "dynamic-int8"
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
-    example = job.example_input_torch()
-    converted = calibrate_pt2e(torch_exported(job), quantizer, example=example, calib=None if dynamic else job.calib)
-    return torch.export.export(converted, (example,), strict=False)
+    converted = calibrate_pt2e(torch_exported(job), quantizer, example=job.example_torch(), calib=None if dynamic else job)
+    return torch.export.export(converted, job.example_torch(), strict=False)
 
 
-@register("torch", "pte", recipes=("fp32", "dynamic-int8", "int8"),
-          converter="executorch.exir (XNNPACK)", runtime="executorch.runtime")
+@converter("pte", "torch", recipes=("fp32", "dynamic-int8", "int8"), tool="executorch.exir (XNNPACK)")
 def convert(job: Job) -> Produced:
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.devtools.backend_debug import get_delegation_info
@@ -40,12 +40,10 @@ def convert(job: Job) -> Produced:
     out = job.workdir / f"{job.name}.pte"
     with open(out, "wb") as f:
         prog.write_to_file(f)
-    x = job.example_input_np()
-    sig = {
-        "inputs": [{"name": "x", "shape": list(x.shape), "dtype": "float32", "layout": job.source.layout, "quantization": None}],
-        "outputs": [{"name": "logits", "shape": list(job.float_probe_shape()), "dtype": "float32",
-                     "labels": job.source.labels, "quantization": None}],
-    }
+    # A .pte method takes and returns tensors by position: inputs in forward() order, outputs flattened as
+    # torch.export flattens them (the same order the source's outputs are named in).
+    sig = Signature(tuple(s.with_(binding=i) for i, s in enumerate(job.sig.inputs)),
+                    tuple(s.with_(binding=i) for i, s in enumerate(job.sig.outputs)))
     delegation = {"delegated": int(info.num_delegated_nodes), "total": int(info.num_delegated_nodes + info.num_non_delegated_nodes),
                   "unit": "graph nodes", "subgraphs": int(info.num_delegated_subgraphs)}
     return Produced(entry=out.name, files=[out.name], signature=sig, delegation=delegation)

@@ -1,0 +1,13 @@
+"""Target plugin: ONNX (.onnx). PyTorch via torch.onnx.export (dynamo exporter), Keras / SavedModel via tf2onnx;
+fp16 with onnxconverter-common, int8 with onnxruntime.quantization; runs natively on onnxruntime (CPU execution
+provider) and in the browser on onnxruntime-web (the page's ``ort`` adapter)."""
+
+from edgeport.registry import register_target
+
+from .runner import OrtRunner
+
+register_target("onnx", suffix=".onnx", runner=OrtRunner, runtime="onnxruntime", browser="ort",
+                versions=("onnx", "onnxruntime", "onnxconverter-common", "torch", "onnxscript", "tensorflow", "keras",
+                          "tf2onnx"))
+
+from . import from_keras, from_torch  # noqa: E402,F401  (attach the converters)

@@ -1,0 +1,200 @@
+"""The ONNX recipes, applied to a source's float ONNX model (exported once per source by from_torch / from_keras):
+
+- fp32: the exported model as is;
+- fp16: onnxconverter-common's float16 conversion with ``keep_io_types=True`` (float32 inputs and outputs);
+- dynamic-int8: ``onnxruntime.quantization.quantize_dynamic``, int8 weights, activations quantized at run time;
+- int8: ``quantize_static``, QDQ format, per-channel int8 weights and int8 activations calibrated on the job's
+  calibration rows. MinMax and Percentile (99.999, 2048 bins) calibration are both tried on the first three quarters
+  of the rows and the one whose outputs agree better with the float model on the last quarter (held apart, never
+  calibrated on) is kept. (Entropy is not a candidate: quantize_static gives its calibrator 128 histogram bins for
+  128 quantized bins, which makes its threshold the min/max range, the same model as MinMax.)
+
+Both int8 recipes pre-process the float model with ``quant_pre_process`` (optimization + shape inference) first, as
+onnxruntime recommends. Only float tensors are quantized, so integer inputs (token ids, masks) stay integers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edgeport.metrics import compare
+from edgeport.signature import Signature, dtype_name
+
+from ..common import Job, Produced, bind_keys, run_converter
+
+RECIPES = ("fp32", "fp16", "dynamic-int8", "int8")
+OPSET = 17  # tf2onnx's output opset (its newest is 18); the torch exporter writes its own default (recorded)
+CALIBRATION_METHODS = ("MinMax", "Percentile")  # tried in this order; a tie keeps the first
+# Ops that quantize_dynamic turns into integer ops. ConvInteger has no int8-weight kernel in onnxruntime's CPU EP,
+# so dynamic int8 quantizes the matmuls (where dynamic quantization pays) and leaves convolutions float.
+DYNAMIC_OPS = ["MatMul", "Gemm", "Attention", "LSTM", "GRU", "EmbedLayerNormalization", "Gather"]
+
+
+def float_model_dir(job: Job) -> Path:
+    """A temporary folder for the source's float model, removed with the pipeline's cache."""
+    d = Path(tempfile.mkdtemp(prefix="edgeport-onnx-"))
+    job.cache.setdefault("cleanup", []).append(d)
+    return d
+
+
+def opset_of(path: Path) -> int:
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    return next(int(o.version) for o in m.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def onnx_signature(path: Path, job: Job) -> Signature:
+    """The source signature bound to the graph's input/output names (by name when they match, else by position),
+    with the artifact's own I/O dtypes."""
+    import onnx
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    g = onnx.load(str(path), load_external_data=False).graph
+    inits = {i.name for i in g.initializer}
+    ins = {v.name: v for v in g.input if v.name not in inits}
+    outs = {v.name: v for v in g.output}
+
+    def bind(specs, vals):
+        keys = bind_keys([s.name for s in specs], list(vals))
+        return tuple(s.with_(binding=k, dtype=dtype_name(tensor_dtype_to_np_dtype(vals[k].type.tensor_type.elem_type)))
+                     for s, k in zip(specs, keys))
+
+    return Signature(bind(job.sig.inputs, ins), bind(job.sig.outputs, outs))
+
+
+def make_recipe(job: Job, float_path: Path, tool: str) -> Produced:
+    out = job.workdir / f"{job.name}.onnx"
+    opset = opset_of(float_path)
+    notes = [f"ONNX opset {opset}"]
+    quant = None
+    if job.recipe == "fp32":
+        shutil.copyfile(float_path, out)
+    elif job.recipe == "fp16":
+        run_converter(lambda: _fp16(float_path, out), "onnxconverter-common float16", job)
+        notes.append("float16 weights and compute; inputs and outputs stay float32 (keep_io_types)")
+        quant = {"tool": "onnxconverter_common.float16.convert_float_to_float16", "keep_io_types": True}
+    else:
+        tmp = job.workdir / ".onnx-quant"
+        tmp.mkdir()
+        pre = _preprocess(float_path, tmp / "pre.onnx", job, notes)
+        if job.recipe == "dynamic-int8":
+            quant = run_converter(lambda: _dynamic(pre, out), "onnxruntime.quantization.quantize_dynamic", job)
+        else:
+            quant = run_converter(lambda: _static(job, pre, out, tmp), "onnxruntime.quantization.quantize_static", job)
+        quant["pre_process"] = "onnxruntime.quantization.shape_inference.quant_pre_process"
+        shutil.rmtree(tmp, ignore_errors=True)
+    import onnx
+
+    run_converter(lambda: onnx.checker.check_model(str(out), full_check=True), "onnx.checker", job)
+    quant = {"opset": opset, **(quant or {})}
+    return Produced(entry=out.name, files=[out.name], signature=onnx_signature(out, job), notes=notes, quantization=quant)
+
+
+# ----------------------------------------------------------------------------------------------------- recipes
+def _fp16(src: Path, out: Path) -> None:
+    import onnx
+    from onnxconverter_common import float16
+
+    onnx.save(float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True), str(out))
+
+
+def _preprocess(src: Path, dst: Path, job: Job, notes: list[str]) -> Path:
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    try:
+        quant_pre_process(str(src), str(dst))
+    except Exception as e:  # symbolic shape inference does not know every op; ONNX shape inference still runs
+        notes.append(f"quant_pre_process: symbolic shape inference skipped ({type(e).__name__})")
+        run_converter(lambda: quant_pre_process(str(src), str(dst), skip_symbolic_shape=True), "quant_pre_process", job)
+    return dst
+
+
+def _dynamic(pre: Path, out: Path) -> dict:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(pre), str(out), op_types_to_quantize=DYNAMIC_OPS, per_channel=False, weight_type=QuantType.QInt8)
+    return {"tool": "onnxruntime.quantization.quantize_dynamic", "weights": "int8 (per tensor)",
+            "activations": "float32, quantized to uint8 at run time for MatMul/Gemm", "op_types": DYNAMIC_OPS,
+            "ops_quantized": _count_ops(out, ("MatMulInteger", "DynamicQuantizeMatMul", "DynamicQuantizeLinear")),
+            "not_quantized": "Conv (onnxruntime's CPU ConvInteger has no int8-weight kernel)"}
+
+
+def _reader(rows: list[dict]):
+    """A CalibrationDataReader over a list of {graph input name: (1, ...) array} rows."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Rows(CalibrationDataReader):
+        def __init__(self):
+            self._it = iter(rows)
+
+        def get_next(self):
+            return next(self._it, None)
+
+        def rewind(self):
+            self._it = iter(rows)
+
+    return Rows()
+
+
+def _static(job: Job, pre: Path, out: Path, tmp: Path) -> dict:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    sig = onnx_signature(pre, job)
+    rows = [{s.binding: np.ascontiguousarray(r[s.name]) for s in sig.inputs} for r in job.calib_rows()]
+    n = len(rows)
+    k = max(1, n // 4) if n >= 8 else 0  # held apart to choose the calibration method
+    calib_rows, select_rows = rows[: n - k], rows[n - k :]
+    if k:
+        select = {s.name: np.concatenate([r[s.binding] for r in select_rows]) for s in sig.inputs}
+        selection = {"rows": k, "from": "the last quarter of the calibration rows, kept out of calibration"}
+    else:
+        select = job.example
+        selection = {"rows": 1, "from": "the tracing example (fewer than 8 calibration rows)"}
+    ref = job.source.float_outputs(select)
+    primary = sig.outputs[0]
+
+    scores, paths = {}, {}
+    for method in CALIBRATION_METHODS:
+        p = tmp / f"{method}.onnx"
+        with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print progress
+            quantize_static(str(pre), str(p), _reader(calib_rows), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=getattr(CalibrationMethod, method))
+        got = _run(p, sig, select)
+        c = compare(ref[primary.name], got[primary.name], primary.name)
+        scores[method] = {k2: c[k2] for k2 in ("top1_agreement", "cosine_mean", "max_abs_diff", "snr_db") if k2 in c}
+        paths[method] = p
+    chosen = max(CALIBRATION_METHODS, key=lambda m: (scores[m].get("top1_agreement", 0.0), scores[m]["cosine_mean"],
+                                                      -CALIBRATION_METHODS.index(m)))
+    shutil.move(str(paths[chosen]), str(out))
+    return {"tool": "onnxruntime.quantization.quantize_static", "format": "QDQ", "weights": "int8 per channel (symmetric)",
+            "activations": "int8 (static)", "calibrate_method": chosen, "calibration_rows": len(calib_rows),
+            "candidates": scores, "selection": {**selection, "output": primary.name,
+                                                "by": "top-1 agreement, then cosine mean, against the float model"},
+            "ops_quantized": _count_ops(out, ("QuantizeLinear",))}
+
+
+def _run(path: Path, sig: Signature, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Batch-1 runs of an ONNX model on onnxruntime (CPU), {output name: (N, ...)}, for choosing a recipe."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    names = [s.binding for s in sig.outputs]
+    n = len(next(iter(feeds.values())))
+    outs = [sess.run(names, {s.binding: feeds[s.name][i : i + 1] for s in sig.inputs}) for i in range(n)]
+    return {s.name: np.concatenate([o[j] for o in outs]).astype(np.float32) for j, s in enumerate(sig.outputs)}
+
+
+def _count_ops(path: Path, op_types: tuple[str, ...]) -> int:
+    import onnx
+
+    return sum(1 for nd in onnx.load(str(path), load_external_data=False).graph.node if nd.op_type in op_types)

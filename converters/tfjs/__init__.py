@@ -1,0 +1,9 @@
+"""Target plugin: TF.js graph model (model.json + weight shards) for browsers, from Keras / SavedModel with the
+official tensorflowjs converter. No native runner: it runs in Chromium through the page's tfjs adapter."""
+
+from edgeport.registry import register_target
+
+register_target("tfjs", suffix="/model.json", runner=None, runtime="browser", browser="tfjs",
+                versions=("tensorflow", "tensorflowjs", "keras"))
+
+from . import from_keras  # noqa: E402,F401  (attach the converter)

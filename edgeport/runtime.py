@@ -1,0 +1,97 @@
+"""The runner contract: one subclass per native format, in that format's plugin. Runners read only the manifest.
+
+``load()`` once, then ``run({name: (N, ...) array}) -> {name: (N, ...) array}``. Artifacts are batch 1, so ``run``
+loops over samples; the timed loop calls ``invoke_one(prepare(one_sample))`` directly.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from .errors import ArtifactError, InputError
+from .signature import Signature, TensorSpec, numpy_dtype
+
+
+def resolve_threads(t: str | int) -> int:
+    return (os.cpu_count() or 1) if str(t) == "all" else int(t)
+
+
+def quantize_input(spec: TensorSpec, x: np.ndarray) -> np.ndarray:
+    """Float data -> the artifact's input dtype (int8 I/O with the manifest's scale/zero point)."""
+    q = spec.quantization
+    dt = numpy_dtype(spec.dtype)
+    if q and dt.kind in "iu" and np.asarray(x).dtype.kind == "f":
+        info = np.iinfo(dt)
+        return np.clip(np.round(x / q["scale"] + q["zero_point"]), info.min, info.max).astype(dt)
+    return np.asarray(x).astype(dt, copy=False)
+
+
+def dequantize_output(spec: TensorSpec, y: np.ndarray) -> np.ndarray:
+    q = spec.quantization
+    y = np.asarray(y)
+    if q and y.dtype.kind in "iu":
+        return ((y.astype(np.float32) - q["zero_point"]) * q["scale"]).astype(np.float32)
+    return y.astype(np.float32) if y.dtype.kind == "f" else y
+
+
+class Runner:
+    target = ""  # set by register_target
+    runtime = ""  # package that runs the artifact
+    runtime_version = ""
+    backend = "cpu"
+
+    def __init__(self, manifest, threads: int = 1):
+        self.m = manifest
+        self.threads = threads
+        self.sig: Signature = manifest.sig
+
+    @classmethod
+    def import_runtime(cls) -> None:
+        """Import the runtime's modules, so that load() timings measure loading the artifact, not Python imports."""
+
+    def load(self) -> None:
+        raise NotImplementedError
+
+    def prepare(self, feeds1: dict[str, np.ndarray]) -> Any:
+        """One sample's inputs -> whatever invoke_one takes (default: a list in signature order, artifact dtypes)."""
+        return [quantize_input(s, feeds1[s.name]) for s in self.sig.inputs]
+
+    def invoke_one(self, prepared) -> list:
+        """One batch-1 inference on prepared inputs -> raw outputs in signature order; load() binds it."""
+        raise RuntimeError(f"{type(self).__name__}: call load() first")
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        check_feeds(self.sig, feeds, self.m.name)
+        n = len(next(iter(feeds.values())))
+        outs: dict[str, list] = {s.name: [] for s in self.sig.outputs}
+        for i in range(n):
+            raw = self.invoke_one(self.prepare({k: v[i : i + 1] for k, v in feeds.items()}))
+            for s, y in zip(self.sig.outputs, raw):
+                outs[s.name].append(dequantize_output(s, y).reshape(s.shape))
+        return {k: np.concatenate(v) for k, v in outs.items()}
+
+    def delegation(self) -> dict | None:
+        return self.m.delegation
+
+
+def check_feeds(sig: Signature, feeds: dict[str, np.ndarray], what: str, exc=ArtifactError) -> None:
+    """Every input present, with the sample shape the signature says; one message naming every problem."""
+    problems = []
+    for s in sig.inputs:
+        if s.name not in feeds:
+            problems.append(f"missing input {s.name!r}")
+            continue
+        x = feeds[s.name]
+        if tuple(x.shape[1:]) != tuple(s.shape[1:]):
+            problems.append(f"{s.name!r} has sample shape {tuple(x.shape[1:])}, expected {tuple(s.shape[1:])}")
+    if problems:
+        raise exc(f"{what}: " + "; ".join(problems) + f"; the model takes {sig.describe_inputs()}")
+    lens = {len(v) for k, v in feeds.items() if k in sig.input_names}
+    if len(lens) > 1:
+        raise exc(f"{what}: inputs have different sample counts {sorted(lens)}; give every input the same N")
+
+
+__all__ = ["Runner", "resolve_threads", "quantize_input", "dequantize_output", "check_feeds", "InputError"]
