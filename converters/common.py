@@ -98,6 +98,7 @@ def keras_saved_model(job: Job) -> Path:
         fn = src.model.signatures["serving_default"]
         names = job.sig.input_names
         module = tf.Module()
+        module.loaded = src.model  # track the loaded object's variables so that they are saved with the function
         module.f = tf.function(lambda *xs: fn(**dict(zip(names, xs))), input_signature=specs)
         run_converter(lambda: tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.f}),
                       "tf.saved_model.save", job)

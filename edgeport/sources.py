@@ -84,6 +84,9 @@ class Source:
         if self.signature.outputs:
             return
         res = self._call(self.example())
+        keras_names = list(getattr(self.model, "output_names", None) or []) if self.framework == "keras" else []
+        if self.saved_model_dir is None and len(keras_names) == len(res) and len(set(keras_names)) == len(res):
+            res = dict(zip(keras_names, res.values()))  # Keras names its outputs by their layers
         outs = []
         for i, (k, v) in enumerate(res.items()):
             v = np.asarray(v)

@@ -11,10 +11,17 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from edgeport.converters.registry import DECLARED  # noqa: E402
+from edgeport.registry import matrix  # noqa: E402
 
 # Built-in model of each framework, and its input shape: the one table of shapes.
 BUILTIN = {"torch": ("builtin:simplecnn-torch", (1, 1, 28, 28)), "keras": ("builtin:simplecnn-keras", (1, 28, 28, 1))}
+
+
+def heldout_digits(layout: str):
+    """(x in the model layout, y) of the held-out digits, preprocessed as the manifests say."""
+    from edgeport.demo.datasets import digits_as_float
+
+    return digits_as_float("heldout", layout)
 
 
 @pytest.fixture(autouse=True)
@@ -31,13 +38,13 @@ def _seed():
 
 @pytest.fixture(scope="session")
 def artifacts(tmp_path_factory) -> Path:
-    """Every declared (framework, target, recipe) converted from its built-in model, once."""
+    """Every registered (framework, target, recipe) converted from its built-in model, once."""
     from edgeport.convert import convert
 
     out = tmp_path_factory.mktemp("artifacts")
     by_fw: dict[str, list[str]] = {}
-    for (fw, target) in DECLARED:
-        by_fw.setdefault(fw, []).append(target)
+    for t, c in matrix():
+        by_fw.setdefault(c.framework, []).append(t.name)
     for fw, targets in sorted(by_fw.items()):
         convert(BUILTIN[fw][0], sorted(targets), ["all"], out)
     return out

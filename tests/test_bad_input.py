@@ -57,6 +57,19 @@ def user_models(tmp_path_factory):
         def branchy():
             return Branchy()
 
+        class Embedder(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.emb = torch.nn.Embedding(50, 8)
+            def forward(self, ids):
+                return self.emb(ids).mean(1)
+
+        def embedder():
+            return Embedder()
+
+        def broken():
+            raise RuntimeError("boom")
+
         def tiny():
             return Tiny()
     """))
@@ -86,7 +99,7 @@ def user_models(tmp_path_factory):
 CASES = [
     ("missing keras file", ["--model", "nope/model.keras", "--to", "tflite"], "not found"),
     ("missing weights", ["--model", "badnets:tiny", "--weights", "missing.safetensors", "--input-shape", "1,4", "--to", "pte"], "not found"),
-    ("unknown target", ["--model", "builtin:simplecnn-torch", "--to", "tfl"], "unknown target 'tfl'; known: pte, tfjs, tflite"),
+    ("unknown target", ["--model", "builtin:simplecnn-torch", "--to", "tfl"], "unknown target 'tfl'; known: {targets}"),
     ("unknown recipe", ["--model", "builtin:simplecnn-torch", "--to", "pte", "--quant", "int4"], "unknown recipe 'int4'; known:"),
     ("combination that does not exist", ["--model", "builtin:simplecnn-torch", "--to", "pte", "--quant", "fp16"],
      "recipe 'fp16' does not exist for torch -> pte; supported: fp32, dynamic-int8, int8"),
@@ -101,6 +114,18 @@ CASES = [
      "NaN/Inf"),
     ("missing calibration file", ["--model", "builtin:simplecnn-keras", "--to", "tflite", "--quant", "int8", "--calib", "{d}/none.npz"],
      "data file not found"),
+    ("bad --input spec", ["--model", "badnets:tiny", "--input", "x:float99[1,4]", "--to", "pte"], "dtype 'float99' is not supported"),
+    ("--input without brackets", ["--model", "badnets:tiny", "--input", "x:float32", "--to", "pte"], "is not NAME:DTYPE[D0,D1,...]"),
+    ("torch model without inputs", ["--model", "badnets:tiny", "--to", "pte"], "needs its inputs: --input NAME:DTYPE"),
+    ("integer inputs without data", ["--model", "badnets:embedder", "--input", "ids:int64[1,6]", "--to", "pte"],
+     "has integer inputs (ids:int64[1, 6]); pass --data"),
+    ("data that lacks an input's array", ["--model", "badnets:embedder", "--input", "ids:int64[1,6]", "--to", "pte",
+                                          "--data", "{d}/names.npz"], "lacks array(s) 'ids' (has: mask, tokens)"),
+    ("fractional token ids", ["--model", "badnets:embedder", "--input", "ids:int64[1,6]", "--to", "pte",
+                              "--data", "{d}/fracids.npz"], "holds fractions"),
+    ("factory that raises", ["--model", "badnets:broken", "--input-shape", "1,4", "--to", "pte"], "raised RuntimeError: boom"),
+    ("--import of a missing module", ["--model", "badnets:tiny", "--input-shape", "1,4", "--to", "pte", "--import",
+                                      "no_such_module_xyz"], "--import no_such_module_xyz: could not import"),
 ]
 
 
@@ -112,7 +137,12 @@ def test_bad_input(capsys, out, user_models, monkeypatch, label, args, expect):
     bad = rng.random((8, 28, 28, 1), dtype=np.float32)
     bad[3, 4, 5, 0] = np.nan
     np.savez(user_models / "nan.npz", x=bad)
+    np.savez(user_models / "fracids.npz", ids=rng.random((8, 6)) * 10)
+    np.savez(user_models / "names.npz", tokens=np.zeros((8, 6), np.int64), mask=np.ones((8, 6), np.int64))
     before = snapshot(out)
+    from edgeport.registry import targets
+
+    expect = expect.format(targets=", ".join(targets()))
     code, lines = run_cli(capsys, "convert", *[a.format(d=user_models) for a in args], "--out", str(out))
     assert code == 2
     assert len(lines) == 1, lines

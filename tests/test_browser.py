@@ -1,10 +1,15 @@
-"""The demo page in real headless Chromium, driven by Playwright: drawing, every web artifact, benchmark mode."""
+"""The demo page in real headless Chromium, driven by Playwright: drawing, every web artifact, benchmark mode.
+
+Uses the session fixtures of conftest.py: `artifacts` (the built-in models converted), `browser` (one Chromium)
+and `browser_report` (the page's benchmark mode over `artifacts`, quick timing)."""
 
 import json
 import math
 
+import numpy as np
 import pytest
 
+from edgeport.web.browser import decode_outputs
 from edgeport.web.server import start_background
 
 
@@ -36,42 +41,52 @@ def draw(page, points):
     page.mouse.up()
 
 
-def predictions(page, n):
-    page.wait_for_function(f"Object.keys(JSON.parse(document.querySelector('#predictions').textContent || '{{}}')).length >= {n}"
-                           " && document.querySelector('#status').dataset.state === 'ready'", timeout=120_000)
+def predictions(page, seq, n):
+    """The answers written after update number `seq` of #predictions, once `n` artifacts have answered."""
+    page.wait_for_function(f"Number(document.querySelector('#predictions').dataset.seq || 0) > {seq}"
+                           f" && Object.keys(JSON.parse(document.querySelector('#predictions').textContent)).length >= {n}",
+                           timeout=120_000)
     return json.loads(page.text_content("#predictions"))
 
 
-def web_artifacts(manifests):
-    return sorted(m.name for m in manifests.values()
-                  if m.target == "tfjs" or (m.target == "tflite" and m.recipe in ("fp32", "int8")
-                                            and all(t["dtype"] != "int8" for t in m.signature["inputs"])))
+def seq(page):
+    return int(page.eval_on_selector("#predictions", "e => e.dataset.seq || 0"))
+
+
+def draw_artifacts(manifests):
+    """Web artifacts (a browser adapter) that are single-image classifiers: every built-in tflite and tfjs one."""
+    from edgeport.registry import get_target
+
+    return sorted(m.name for m in manifests.values() if get_target(m.target).browser and m.task == "classification"
+                  and m.sig.single_image is not None)
 
 
 def test_page_loads_without_console_errors(browser, page_url, manifests):
     page, errors = open_page(browser, page_url)
     assert errors == []
     cards = page.eval_on_selector_all(".card", "els => els.map(e => e.dataset.artifact)")
-    assert sorted(cards) == web_artifacts(manifests)
+    assert sorted(cards) == draw_artifacts(manifests)
+    assert page.is_visible("#draw-panel") and not page.is_visible("#sentence-panel")
     note = page.text_content("#backend-note")
-    assert "webgpu" in note.lower() or "All backends" in note  # WebGPU shown as unavailable here, not an error
+    assert "webgpu: no WebGPU adapter" in note or "All backends" in note  # shown as unavailable, not an error
     page.close()
 
 
 def test_drawn_one_and_zero(browser, page_url, manifests):
     page, errors = open_page(browser, page_url)
-    names = web_artifacts(manifests)
+    names = draw_artifacts(manifests)
+    s = seq(page)
     draw(page, [(140, 40 + 10 * i) for i in range(21)])  # a vertical stroke: "1"
-    preds = predictions(page, len(names))
+    preds = predictions(page, s, len(names))
     assert sorted(preds) == names
     for n, p in preds.items():
         assert "error" not in p, f"{n}: {p}"
         assert len(p["top3"]) == 3 and p["ms"] > 0
     page.click("#clear")
+    s = seq(page)
     loop = [(140 + 60 * math.sin(t / 30 * 2 * math.pi), 140 - 95 * math.cos(t / 30 * 2 * math.pi)) for t in range(32)]
     draw(page, loop)  # a closed loop: "0"
-    page.wait_for_timeout(200)
-    preds = predictions(page, len(names))
+    preds = predictions(page, s, len(names))
     for n in names:
         if ".fp32." in n:
             assert preds[n]["top1"] == "0", f"{n}: {preds[n]}"
@@ -89,33 +104,47 @@ def test_benchmark_rows_for_each_backend(browser_report, manifests):
     report, errors = browser_report
     assert errors == []
     rows = report["rows"]
-    tfjs = {r["backend"] for r in rows if r["runtime"] == "tfjs" and not r.get("error")}
+    assert {r["artifact"] for r in rows} == set(draw_artifacts(manifests))
+    tfjs = {r["backend"] for r in rows if r["runtime"] == "tfjs" and not r["error"] and not r["skipped"]}
     assert {"cpu", "wasm", "webgl"} <= tfjs
     webgpu = [r for r in rows if r["backend"] == "webgpu"]
-    assert webgpu and all(r.get("unavailable") for r in webgpu)  # no adapter here: unavailable, not a failure
+    assert webgpu and all(r["skipped"] and not r["error"] for r in webgpu)  # no adapter here: skipped, not a failure
     for r in rows:
-        if r.get("unavailable"):
+        if r["skipped"]:
             continue
         assert r["error"] is None, r
         assert r["samples"] == 360 and 0 < r["latency_ms"]["p50"] <= r["latency_ms"]["p90"] <= r["latency_ms"]["p99"]
+        assert set(r["outputs"]) == {"logits"} and r["device"] == "chromium" and r["threads"] is None
 
 
-def test_browser_accuracy_matches_native(browser_report, native_report):
+def test_browser_outputs_match_native(browser_report, manifests):
+    """LiteRT.js rows (fp32 and the int8-I/O models too) against the native LiteRT interpreter, on the same data."""
+    from edgeport.data import load_dataset, model_inputs
+    from edgeport.registry import runner_for
+
     report, _ = browser_report
-    native, _ = native_report
+    ds = load_dataset("builtin:digits", "heldout")
     for r in report["rows"]:
-        if r["runtime"] != "litert.js" or r.get("error"):
+        if r["runtime"] != "litert.js" or r["skipped"]:
             continue
-        nat = [n for n in native.rows if n.artifact == r["artifact"] and n.threads == 1]
-        assert nat, r["artifact"]
-        assert abs(100 * (r["accuracy"] - nat[0].accuracy)) <= 0.5, r["artifact"]
+        m = manifests[r["artifact"]]
+        got = decode_outputs(m, r["outputs"])["logits"]
+        runner = runner_for(m.target)(m, threads=1)
+        runner.load()
+        native = runner.run(model_inputs(ds, m.sig, m.preprocessing, root=m.folder))["logits"]
+        assert (got.argmax(1) == native.argmax(1)).mean() >= 0.99, r["artifact"]
+        if m.recipe == "fp32":
+            np.testing.assert_allclose(got, native, atol=1e-4, err_msg=r["artifact"])
 
 
-def test_tfjs_fp32_agrees_with_keras(browser_report):
+def test_tfjs_fp32_agrees_with_keras(browser_report, manifests):
     report, _ = browser_report
-    rows = [r for r in report["rows"] if r["artifact"] == "simplecnn-keras.fp32.tfjs" and not r.get("error")]
+    m = manifests["simplecnn-keras.fp32.tfjs"]
+    _, ref = m.probe_arrays()
+    rows = [r for r in report["rows"] if r["artifact"] == m.name and not r["error"] and not r["skipped"]]
     assert len(rows) >= 3
     for r in rows:
-        assert r["probe"]["samples"] >= 64
-        assert r["probe"]["max_abs_diff"] <= 1e-3, r["backend"]
-        assert r["probe"]["top1_agreement"] == 1
+        got = decode_outputs(m, r["probe_outputs"])["logits"]
+        assert len(got) >= 64
+        assert np.abs(got - ref["logits"]).max() <= 1e-3, r["backend"]
+        assert (got.argmax(1) == ref["logits"].argmax(1)).all()

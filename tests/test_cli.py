@@ -2,15 +2,15 @@ import subprocess
 import sys
 
 from edgeport.cli import main
-from edgeport.converters.registry import DECLARED, matrix_table
+from edgeport.registry import matrix, matrix_table
 
 
 def test_targets_prints_the_registry_table(capsys):
     assert main(["targets"]) == 0
     out = capsys.readouterr().out
     assert out.startswith(matrix_table())
-    for (fw, target), recipes in DECLARED.items():
-        assert any(line.split()[:3] == [fw, target, ",".join(recipes)] for line in out.splitlines()), (fw, target)
+    for t, c in matrix():
+        assert any(line.split()[:3] == [c.framework, t.name, ",".join(c.recipes)] for line in out.splitlines()), (c.framework, t.name)
 
 
 def test_module_entry_point_and_console_script():

@@ -5,21 +5,28 @@ import json
 import numpy as np
 import pytest
 
-from edgeport.converters.registry import DECLARED, matrix
-from edgeport.defaults import PARITY_TOLERANCE
+from edgeport.registry import PLUGIN_GROUP, matrix, targets
 
-from .conftest import BUILTIN
+from .conftest import BUILTIN, heldout_digits
 
 
-def test_every_declared_target_is_registered_with_its_recipes():
-    registered = {(t.framework, t.target): t.recipes for t in matrix()}
-    assert registered == DECLARED
+def test_every_declared_plugin_registers_its_target():
+    """Each target plugin named in pyproject's entry points registers a target of that name, with a converter."""
+    from importlib.metadata import entry_points
+
+    declared = {ep.name for ep in entry_points(group=PLUGIN_GROUP)} - {"builtins"}
+    assert {"tflite", "tfjs", "pte"} <= declared
+    registered = targets()
+    assert declared == set(registered), "entry points and registered targets differ"
+    for name, t in registered.items():
+        assert t.converters, f"{name}: no converter attached"
+        assert t.native or t.browser, f"{name}: neither a native runner nor a browser adapter"
 
 
 def test_every_registered_combination_converted_the_builtin_model(manifests):
-    for t in matrix():
-        for r in t.recipes:
-            name = f"{BUILTIN[t.framework][0].split(':')[1]}.{r}.{t.target}"
+    for t, c in matrix():
+        for r in c.recipes:
+            name = f"{BUILTIN[c.framework][0].split(':')[1]}.{r}.{t.name}"
             assert name in manifests, f"{name} was not produced"
             m = manifests[name]
             m.check_files()  # every file exists with the recorded bytes and sha256
@@ -29,17 +36,23 @@ def test_every_registered_combination_converted_the_builtin_model(manifests):
 def test_manifest_schema(manifests):
     for m in manifests.values():
         d = json.loads(m.path.read_text())
-        for key in ("schema", "name", "source", "target", "recipe", "files", "signature", "preprocessing", "parity", "probe", "tools"):
+        for key in ("schema", "name", "source", "target", "recipe", "task", "files", "signature", "preprocessing", "parity",
+                    "probe", "tools"):
             assert key in d, f"{m.name}: no {key}"
+        assert d["schema"] == 2 and d["task"] == "classification"
         assert d["source"]["framework"] in ("torch", "keras") and len(d["source"]["sha256"]) == 64
-        inp = d["signature"]["inputs"][0]
+        (inp,) = d["signature"]["inputs"]
+        assert inp["role"] == "image" and inp["binding"] is not None
         assert inp["layout"] == ("NCHW" if d["source"]["framework"] == "torch" else "NHWC")
         assert inp["shape"] == list(BUILTIN[d["source"]["framework"]][1])
         if inp["dtype"] == "int8":
             assert inp["quantization"]["scale"] > 0
-        assert d["signature"]["outputs"][0]["labels"] == [str(i) for i in range(10)]
-        assert d["preprocessing"]["scale"] == pytest.approx(1 / 255)
-        assert len(d["probe"]["indices"]) >= 64 and np.asarray(d["probe"]["float_logits"]).shape == (64, 10)
+        (out,) = d["signature"]["outputs"]
+        assert out["name"] == "logits" and out["labels"] == [str(i) for i in range(10)]
+        assert d["preprocessing"]["kind"] == "image" and d["preprocessing"]["scale"] == pytest.approx(1 / 255)
+        probe_in, probe_out = m.probe_arrays()
+        assert d["probe"]["data"] == "builtin:digits:heldout" and len(d["probe"]["indices"]) == 64
+        assert probe_in[inp["name"]].shape == (64, *inp["shape"][1:]) and probe_out["logits"].shape == (64, 10)
         assert (d["calibration"] is not None) == (d["recipe"] == "int8")
         if d["target"] == "pte":
             assert d["delegation"]["delegated"] > 0 and d["delegation"]["total"] >= d["delegation"]["delegated"]
@@ -52,9 +65,9 @@ def test_parity_within_recipe_tolerance(manifests):
             if m.parity["status"] == "pending":
                 assert "outputs" not in m.parity  # never a made-up number
             continue
-        assert m.parity["status"] == "measured"
+        assert m.parity["status"] == "measured" and m.parity["task"] == "classification"
         p = m.parity["outputs"][0]
-        assert p["samples"] >= 64
+        assert p["samples"] >= 64 and p["name"] == "logits"
         if m.recipe == "fp32":
             assert p["max_abs_diff"] <= 1e-4, m.name
         elif m.recipe == "fp16":
@@ -62,7 +75,6 @@ def test_parity_within_recipe_tolerance(manifests):
         else:
             assert p["top1_agreement"] >= 0.98, m.name
         assert m.parity["within_tolerance"], m.name
-    assert PARITY_TOLERANCE["fp32"]["max_abs"] == 1e-4
 
 
 def test_quantized_sizes(manifests):
@@ -120,9 +132,9 @@ def test_other_model_inputs(tmp_path, manifests):
 
     kmodel, kpath = models.trained_keras()
     (m,) = convert(str(kpath), ["tflite"], ["fp32"], tmp_path / "keras")
-    # A user file carries no preprocessing, so its probe batch is seeded N(0, 1) noise, which drives these logits
-    # far past the digits' range: the float32 bound is relative to the logit scale here.
-    scale = float(np.abs(np.asarray(m.probe["float_logits"])).max())
+    # A user file carries no preprocessing and no data, so its float probe is seeded N(0, 1) noise, which drives
+    # these logits far past the digits' range: the float32 bound is relative to the logit scale here.
+    scale = float(np.abs(m.probe_arrays()[1][m.primary_output]).max())
     assert m.probe["data"].startswith("normal(0,1)")
     assert m.parity["outputs"][0]["max_abs_diff"] <= 1e-5 * scale
     assert m.source["sha256"] == manifests["simplecnn-keras.fp32.tflite"].source["sha256"]
@@ -130,7 +142,7 @@ def test_other_model_inputs(tmp_path, manifests):
     saved = tmp_path / "saved"
     kmodel.export(str(saved), format="tf_saved_model", verbose=False)
     ms = convert(str(saved), ["tflite", "tfjs"], ["fp32"], tmp_path / "sm")
-    scale = float(np.abs(np.asarray(ms[0].probe["float_logits"])).max())
+    scale = float(np.abs(ms[0].probe_arrays()[1][ms[0].primary_output]).max())
     assert ms[0].parity["outputs"][0]["max_abs_diff"] <= 1e-5 * scale and ms[1].parity["status"] == "pending"
 
     tmodel, _ = models.trained_torch()
@@ -138,24 +150,23 @@ def test_other_model_inputs(tmp_path, manifests):
     torch.export.save(ep, str(tmp_path / "net.pt2"))
     (m,) = convert(str(tmp_path / "net.pt2"), ["pte"], ["fp32"], tmp_path / "pt2")
     assert m.signature["inputs"][0]["shape"] == [1, 1, 28, 28]
-    scale = float(np.abs(np.asarray(m.probe["float_logits"])).max())
+    scale = float(np.abs(m.probe_arrays()[1][m.primary_output]).max())
     assert m.parity["outputs"][0]["max_abs_diff"] <= 1e-5 * scale
 
 
 def test_keras_int8_with_int8_io(tmp_path, float_accuracy):
     """Full-integer TFLite with int8 input/output: scale and zero point land in the manifest, and the runner
     quantizes with them (accuracy stays within a point of float)."""
-    from edgeport import data as dat
     from edgeport.config import ConvertOptions
     from edgeport.convert import convert
-    from edgeport.edge.runners import get_runner
+    from edgeport.registry import runner_for
 
     (m,) = convert("builtin:simplecnn-keras", ["tflite"], ["int8"], tmp_path, ConvertOptions(int8_io=True))
     inp, out = m.signature["inputs"][0], m.signature["outputs"][0]
     assert inp["dtype"] == "int8" and out["dtype"] == "int8"
     assert inp["quantization"]["scale"] == pytest.approx(1 / 255, rel=0.05) and inp["quantization"]["zero_point"] == -128
-    r = get_runner(m, 1)
+    r = runner_for(m.target)(m, 1)
     r.load()
-    held = dat.digits("heldout")
-    acc = float((r.run(dat.to_layout(held.x, "NHWC")).argmax(-1) == held.y).mean())
+    x, y = heldout_digits("NHWC")
+    acc = float((r.run({"image": x})["logits"].argmax(-1) == y).mean())
     assert 100 * (float_accuracy["builtin:simplecnn-keras"] - acc) <= 1.0

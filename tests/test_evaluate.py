@@ -17,8 +17,10 @@ from edgeport.report import Report
 
 def test_fp32_accuracy_equals_float(native_report, float_accuracy):
     report, _ = native_report
-    fp32 = [r for r in report.rows if r.recipe == "fp32" and r.error is None]
-    assert {r.target for r in fp32} == {"tflite", "pte"}
+    from edgeport.registry import targets
+
+    fp32 = [r for r in report.rows if r.recipe == "fp32" and r.error is None and not r.skipped]
+    assert {r.target for r in fp32} == {n for n, t in targets().items() if t.native}
     for r in fp32:
         assert abs(100 * (r.accuracy - float_accuracy[r.source])) <= 0.1, r.artifact
         assert r.agreement == 1.0 and r.max_abs_diff <= 1e-4
@@ -27,17 +29,23 @@ def test_fp32_accuracy_equals_float(native_report, float_accuracy):
 
 def test_rows_cover_every_native_artifact_at_both_thread_counts(native_report, manifests):
     report, _ = native_report
-    native = [m for m in manifests.values() if m.target in ("tflite", "pte")]
+    from edgeport.registry import get_target
+
+    native = [m for m in manifests.values() if get_target(m.target).native]
     threads = {1, os.cpu_count()}
     for m in native:
         got = {r.threads for r in report.rows if r.artifact == m.name}
         assert got == threads, m.name
     assert not [r for r in report.rows if r.error]
+    skipped = {r.artifact for r in report.rows if r.skipped}
+    assert skipped == {m.name for m in manifests.values() if not get_target(m.target).native}
 
 
 def test_latency_and_sizes(native_report):
     report, _ = native_report
     for r in report.rows:
+        if r.skipped:
+            continue
         lat = r.latency_ms
         assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"], r.artifact
         assert lat["mean"] > 0 and lat["std"] >= 0 and r.runs >= 20
@@ -61,9 +69,14 @@ def test_html_report_holds_every_row(native_report):
 
 def test_budget_picks(native_report):
     report, _ = native_report
-    picks = report.picks(0.5)
-    assert picks["smallest"].bytes == min(r.bytes for r in report.rows if r.accuracy_drop_pp <= 0.5)
-    assert picks["fastest"].latency_ms["p50"] == min(r.latency_ms["p50"] for r in report.rows if r.accuracy_drop_pp <= 0.5)
+    from edgeport.report import Budget
+
+    picks = report.picks(Budget(max_drop_pp=0.5))
+    assert set(picks) == {"builtin:simplecnn-torch", "builtin:simplecnn-keras"}
+    for src, p in picks.items():
+        ok = [r for r in report.rows if r.source == src and r.accuracy_drop_pp is not None and r.accuracy_drop_pp <= 0.5]
+        assert p["smallest"].bytes == min(r.bytes for r in ok)
+        assert p["fastest"].latency_ms["p50"] == min(r.latency_ms["p50"] for r in ok)
 
 
 # ------------------------------------------------------------------------------------ corrupted artifacts
@@ -156,4 +169,4 @@ def test_data_of_the_wrong_shape_is_an_error_row(tmp_path, manifests):
     np.savez(tmp_path / "eval.npz", x=np.zeros((10, 32, 32, 1), np.float32), y=np.zeros(10, np.int64))
     report = evaluate([tmp_path], EvaluateOptions(threads=("1",), data=str(tmp_path / "eval.npz")), quick=True)
     (row,) = report.rows
-    assert "does not match the input signature (28, 28, 1)" in row.error
+    assert "array 'image' has sample shape (32, 32, 1), but the model takes (28, 28, 1)" in row.error

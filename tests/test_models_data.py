@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edgeport import data as dat
+from edgeport.demo import datasets as dat
 
 
 def test_digits_split_is_fixed_and_disjoint():

@@ -1,22 +1,27 @@
-"""The browser evaluator: Playwright drives the demo page in headless Chromium and collects its report rows."""
+"""The browser evaluator: Playwright drives the page's benchmark mode in headless Chromium; the page returns every
+output of every sample, and Python scores them (one metrics implementation for native and browser rows)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
+from edgeport.console import log as _log
 from edgeport.errors import EdgeportError, InputError, one_line
 from edgeport.manifest import Manifest
-from edgeport.report import Report, Row
-from edgeport.console import log as _log
+from edgeport.report import Row
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--no-first-run", "--disable-quic", "--enable-unsafe-swiftshader", "--use-angle=swiftshader"]
-
+BACKENDS = "cpu,wasm,webgl,webgpu"
+# score(manifest, {output name: (N, ...) float32}) -> Row fields (accuracy, agreement, cosine_mean, ...)
+Score = Callable[[Manifest, dict], dict]
 
 
 def find_chromium() -> str | None:
@@ -45,25 +50,27 @@ def launch(p):
         ) from None
 
 
-def run_page_benchmark(folder: Path, *, backends: str = "cpu,wasm,webgl,webgpu", quick: bool = False,
-                       timeout_s: float = 900, browser=None) -> tuple[dict, list[str]]:
+def run_page_benchmark(folder: Path, *, backends: str = BACKENDS, quick: bool = False, timeout_s: float = 900,
+                       browser=None, data: str | None = "builtin:digits", bench: dict | None = None) -> tuple[dict, list[str]]:
     """Serve `folder`, open the page in benchmark mode, return (page report, console errors).
 
-    Pass an already-launched Playwright ``browser`` to reuse it; otherwise one is launched and closed here."""
-    from .server import start_background
+    ``data``: the evaluation data spec (None: each artifact's own probe data set); ``bench``: the timing loop
+    (web.server.BENCH_DEFAULT keys; ``quick`` picks BENCH_QUICK). Pass an already-launched Playwright ``browser``
+    to reuse it; otherwise one is launched and closed here."""
+    from .server import BENCH_QUICK, start_background
 
     if browser is None:
         find_chromium()  # fail fast, with the fix, before starting the server and the driver
-    srv, url = start_background(folder)
+    srv, url = start_background(folder, data=data, bench=bench or (BENCH_QUICK if quick else None))
     try:
         if browser is not None:
-            return _bench_in(browser, url, backends, quick, timeout_s)
+            return _bench_in(browser, url, backends, timeout_s)
         from playwright.sync_api import sync_playwright
 
         with sync_playwright() as p:
             b = launch(p)
             try:
-                return _bench_in(b, url, backends, quick, timeout_s)
+                return _bench_in(b, url, backends, timeout_s)
             finally:
                 b.close()
     finally:
@@ -71,81 +78,152 @@ def run_page_benchmark(folder: Path, *, backends: str = "cpu,wasm,webgl,webgpu",
         srv.server_close()
 
 
-def _bench_in(browser, url: str, backends: str, quick: bool, timeout_s: float) -> tuple[dict, list[str]]:
+def _bench_in(browser, url: str, backends: str, timeout_s: float) -> tuple[dict, list[str]]:
     errors: list[str] = []
     page = browser.new_page()
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("dialog", lambda d: (errors.append(f"dialog: {d.message}"), d.dismiss()))
     try:
-        page.goto(url + f"?bench=1&backends={backends}" + ("&quick=1" if quick else ""))
-        page.wait_for_function("['bench-done','error'].includes(document.querySelector('#status').dataset.state)",
-                               timeout=timeout_s * 1000)
+        page.goto(url + f"?bench=1&backends={backends}")
+        try:
+            page.wait_for_function("['bench-done','error'].includes(document.querySelector('#status').dataset.state)",
+                                   timeout=timeout_s * 1000)
+        except Exception as e:  # playwright's TimeoutError
+            raise EdgeportError(f"browser page did not finish within {timeout_s:g} s ({one_line(e, 120)});"
+                                f" last progress: {page.text_content('#bench-progress')}") from None
         if page.eval_on_selector("#status", "e => e.dataset.state") == "error":
-            raise EdgeportError(f"browser page failed: {page.text_content('#status')}")
+            raise EdgeportError(f"browser page failed: {page.text_content('#status')}"
+                                + (f" (console: {one_line(errors[0], 200)})" if errors else ""))
         return json.loads(page.text_content("#report")), errors
     finally:
         page.close()
 
 
-def evaluate_in_browser(manifests: list[Manifest], options=None, *, report: Report | None = None,
-                        float_preds: dict | None = None, quick: bool = False) -> list[Row]:
-    """Rows for every web artifact x browser backend; fills the TF.js manifests' pending parity."""
-    folders = sorted({m.folder for m in manifests})
-    rows: list[Row] = []
-    for folder in folders:
-        _log(f"browser: benchmarking web artifacts in {folder} with headless Chromium ...")
+def decode_outputs(m: Manifest, encoded: dict | None) -> dict[str, np.ndarray] | None:
+    """The page's base64 float32 outputs of all samples -> {name: (N, *shape[1:])}, in the manifest's output order."""
+    if not encoded:
+        return None
+    out = {}
+    for s in m.sig.outputs:
+        if s.name not in encoded:
+            raise EdgeportError(f"{m.name}: the page returned no output {s.name!r}")
+        a = np.frombuffer(base64.b64decode(encoded[s.name]), "<f4")
+        per = int(np.prod(s.shape[1:]))
+        if per == 0 or a.size % per:
+            raise EdgeportError(f"{m.name}: output {s.name!r} has {a.size} values, not a multiple of {per}")
+        out[s.name] = a.reshape((-1, *s.shape[1:])).astype(np.float32)
+    return out
+
+
+def evaluate_in_browser(manifests: list[Manifest], data: str | None, score: Score, *, quick: bool = False,
+                        bench: dict | None = None, browser=None,
+                        backends: str = BACKENDS) -> tuple[list[Row], dict]:
+    """Rows for every web artifact x browser backend, scored by ``score(manifest, outputs)``, and the page's run
+    facts (``{folder: {extra..., host...}}``). Fills TF.js manifests' pending parity with what the browser measured.
+
+    An unavailable backend is a row with ``skipped`` set; a page or artifact failure is an error row, never a lost
+    report. Raises InputError only when the user must act (no Chromium, no JS runtimes)."""
+    from edgeport.registry import get_target
+
+    web = []
+    for m in manifests:
         try:
-            page_report, errors = run_page_benchmark(folder, quick=quick)
+            if get_target(m.target).browser:
+                web.append(m)
+        except EdgeportError:
+            continue
+    rows: list[Row] = []
+    facts: dict = {}
+    for folder in sorted({m.folder for m in web}):
+        mine = [m for m in web if m.folder == folder]
+        _log(f"browser: evaluating {len(mine)} web artifact(s) in {folder} in headless Chromium ...")
+        try:
+            page_report, errors = run_page_benchmark(folder, quick=quick, bench=bench, browser=browser, data=data,
+                                                     backends=backends)
         except InputError:
             raise  # no Chromium, no JS runtimes: the user must act; not a row
         except EdgeportError as e:
-            rows.append(Row(artifact=str(folder), target="?", recipe="?", source="?", runtime="chromium", backend="-",
-                            threads=None, device="chromium", error=str(e)))
+            rows += [_error_row(m, "-", str(e)) for m in mine]
             continue
-        if report is not None:
-            report.extra.setdefault("browser", {})[str(folder)] = {**page_report.get("extra", {}), **page_report.get("host", {})}
-        by_name = {m.name: m for m in manifests if m.folder == folder}
-        for r in page_report["rows"]:
-            m = by_name.get(r["artifact"])
-            rows.append(_row_from_page(r, m, report, float_preds or {}))
-        _fill_tfjs_parity(page_report["rows"], by_name)
-    return rows
+        facts[str(folder)] = {**page_report.get("extra", {}), **page_report.get("host", {}),
+                              "console_errors": errors[:20]}
+        by_name: dict[str, list[dict]] = {}
+        for r in page_report.get("rows", []):
+            by_name.setdefault(r.get("artifact"), []).append(r)
+        for m in mine:
+            page_rows = by_name.get(m.name)
+            if not page_rows:
+                rows.append(_error_row(m, "-", f"the page did not run {m.name} (see /api/manifests problems)"))
+                continue
+            rows += [_row(m, r, score) for r in page_rows]
+            if m.target == "tfjs":
+                _fill_parity(m, page_rows)
+    return rows, facts
 
 
-def _row_from_page(r: dict, m: Manifest | None, report: Report | None, float_preds: dict) -> Row:
-    known = set(Row.__dataclass_fields__)
-    row = Row(**{k: v for k, v in r.items() if k in known})
-    if m is not None:
-        row.manifest = str(m.path)
-        row.gzip_bytes = m.gzip_bytes()
-    fa = (report.float_baseline.get(row.source) if report else None)
-    row.float_accuracy = fa
-    if row.accuracy is not None and fa is not None:
-        row.accuracy_drop_pp = round(100 * (fa - row.accuracy), 4)
-    preds = r.get("predictions")
-    ref = float_preds.get(row.source)
-    if preds is not None and ref is not None:
-        row.agreement = float((np.asarray(preds) == np.asarray(ref)).mean())
-    elif r.get("probe"):
-        row.agreement = r["probe"]["top1_agreement"]
-    if r.get("probe"):
-        row.max_abs_diff = r["probe"]["max_abs_diff"]
+def _base(m: Manifest, backend: str, runtime: str = "browser") -> Row:
+    return Row(artifact=m.name, target=m.target, recipe=m.recipe, source=str((m.source or {}).get("model", "")),
+               runtime=runtime, backend=backend, threads=None, device="chromium", manifest=str(m.path), task=m.task,
+               bytes=m.total_bytes)
+
+
+def _error_row(m: Manifest, backend: str, error: str) -> Row:
+    row = _base(m, backend)
+    row.error = error
     return row
 
 
-def _fill_tfjs_parity(rows: list[dict], by_name: dict[str, Manifest]) -> None:
-    """Replace TF.js 'pending' parity with what the browser measured (probe batch, per backend)."""
-    from edgeport.edge import parity as par
+def _row(m: Manifest, r: dict, score: Score) -> Row:
+    row = _base(m, r.get("backend") or "-", r.get("runtime") or "browser")
+    for k in ("runtime_version", "load_ms", "latency_ms", "runs", "samples", "skipped", "error", "build"):
+        if r.get(k) is not None:
+            setattr(row, k, r[k])
+    if row.error or row.skipped:
+        return row
+    try:
+        outs = decode_outputs(m, r.get("outputs"))
+        if outs is None:
+            raise EdgeportError(f"{m.name}: the page returned no outputs")
+        known = set(Row.__dataclass_fields__)
+        for k, v in (score(m, outs) or {}).items():
+            if k in known:
+                setattr(row, k, v)
+        try:
+            row.gzip_bytes = m.gzip_bytes()
+        except OSError:
+            pass
+    except EdgeportError as e:
+        row.error = one_line(e, 300)
+    except Exception as e:  # noqa: BLE001 - a scoring bug must not lose the report
+        row.error = f"scoring failed: {type(e).__name__}: {one_line(e, 200)}"
+    return row
 
-    for name, m in by_name.items():
-        if m.target != "tfjs":
-            continue
-        measured = {r["backend"]: r["probe"] for r in rows if r["artifact"] == name and r.get("probe") and not r.get("error")}
-        if not measured:
-            continue
-        primary = measured.get("cpu") or next(iter(measured.values()))
-        out = {"name": m.signature["outputs"][0]["name"], "max_abs_diff": primary["max_abs_diff"], "max_rel_diff": None,
-               "top1_agreement": primary["top1_agreement"], "samples": primary["samples"]}
-        backend = "cpu" if "cpu" in measured else next(iter(measured))
-        m.parity = par.record([out], m.recipe, f"tfjs (headless Chromium), {backend}", by_backend=measured)
-        m.write(m.folder)
+
+def _fill_parity(m: Manifest, page_rows: list[dict]) -> None:
+    """A TF.js manifest's parity, measured in the browser on the convert-time probe rows (cpu backend first)."""
+    from edgeport.metrics import parity_record
+
+    probe = m.probe_arrays()
+    if probe is None:
+        return
+    _, ref = probe
+    measured = {r["backend"]: r for r in page_rows if r.get("probe_outputs") and not r.get("error")}
+    if not measured:
+        return
+    backend = "cpu" if "cpu" in measured else sorted(measured)[0]
+    try:
+        by_backend = {}
+        for b, r in sorted(measured.items()):
+            got = decode_outputs(m, r["probe_outputs"])
+            rec = parity_record(m.task, m.recipe, ref, got, f"{r.get('runtime', 'tfjs')} (headless Chromium), {b}")
+            by_backend[b] = {"within_tolerance": rec["within_tolerance"], "outputs": rec["outputs"],
+                             "failures": rec["failures"]}
+        got = decode_outputs(m, measured[backend]["probe_outputs"])
+        r0 = measured[backend]
+        m.parity = parity_record(m.task, m.recipe, ref, got,
+                                 f"{r0.get('runtime', 'tfjs')} {r0.get('runtime_version', '')} (headless Chromium), {backend}",
+                                 by="browser", backend=backend, by_backend=by_backend)
+    except EdgeportError as e:
+        m.parity = {"status": "failed", "by": "browser", "error": one_line(e, 300)}
+    m.write(m.folder)

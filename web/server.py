@@ -35,7 +35,7 @@ import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import numpy as np
 
@@ -47,7 +47,7 @@ STATIC = WEB / "static"
 NODE_MODULES = WEB / "node_modules"
 # npm scopes / packages served under /vendor/ (nothing else in node_modules is reachable). A new browser adapter
 # whose runtime is another npm package adds it here (and to web/package.json).
-VENDORED = ("@tensorflow", "@litertjs")
+VENDORED = ("@tensorflow", "@litertjs", "onnxruntime-web")
 TYPES = {".wasm": "application/wasm", ".json": "application/json", ".js": "text/javascript", ".mjs": "text/javascript",
          ".html": "text/html; charset=utf-8", ".css": "text/css", ".tflite": "application/octet-stream",
          ".bin": "application/octet-stream", ".pte": "application/octet-stream", ".svg": "image/svg+xml",
@@ -128,13 +128,15 @@ def artifact_inputs(m: Manifest, feeds: dict[str, np.ndarray]) -> dict[str, np.n
 
 
 def data_for(m: Manifest, spec: str | None) -> bytes:
-    """The evaluation data (``spec``'s held-out split, or the artifact's own probe data set when spec is None) as
-    the artifact's inputs, packed."""
+    """The evaluation data as the artifact's inputs, packed: ``spec``'s held-out split (a named set) or all of it
+    (an .npz). With no spec: the data set the artifact's parity probe came from, else the probe rows themselves."""
     from edgeport.data import load_dataset, model_inputs
 
     spec = spec or default_data(m)
     if not spec:
-        raise InputError(f"{m.name}: no evaluation data; start the server with --data (a builtin: set or an .npz)")
+        if m.probe_arrays() is None:
+            raise InputError(f"{m.name}: no evaluation data; pass --data (a builtin: set or an .npz with one array per input)")
+        return probe_for(m)
     ds = load_dataset(spec, "heldout")
     feeds = model_inputs(ds, m.sig, m.preprocessing, root=m.folder)
     return pack(f"{spec}:heldout" if spec.startswith("builtin:") else spec, artifact_inputs(m, feeds), ds.y)
@@ -149,9 +151,15 @@ def probe_for(m: Manifest) -> bytes:
 
 
 def default_data(m: Manifest) -> str | None:
-    """The named data set the artifact's parity probe was drawn from (``builtin:digits:heldout`` -> builtin:digits)."""
+    """The source's default data set (manifest source.default_data), else the one its parity probe was drawn from:
+    a named set (``builtin:digits:heldout`` -> builtin:digits) or an .npz that still exists; None for noise probes."""
+    named = (m.source or {}).get("default_data")
+    if named:
+        return named
     d = (m.probe or {}).get("data") or ""
-    return re.sub(r":(heldout|train)$", "", d) if d.startswith("builtin:") else None
+    if d.startswith("builtin:"):
+        return re.sub(r":(heldout|train)$", "", d)
+    return d if d.endswith(".npz") and Path(d).is_file() else None
 
 
 # ------------------------------------------------------------------------------------------------ handler
@@ -242,7 +250,7 @@ class Handler(BaseHTTPRequestHandler):
                 problems.append({"file": p.name, "error": one_line(e, 300)})
                 continue
             d = json.loads(m.to_json())
-            d.update(url="/artifacts/" + m.entry, bytes=m.total_bytes, adapter=adapter)
+            d.update(url="/artifacts/" + quote(m.entry), bytes=m.total_bytes, adapter=adapter)
             out.append(d)
         return {"manifests": out, "problems": problems}
 

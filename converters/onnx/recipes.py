@@ -31,9 +31,6 @@ from ..common import Job, Produced, bind_keys, run_converter
 RECIPES = ("fp32", "fp16", "dynamic-int8", "int8")
 OPSET = 17  # tf2onnx's output opset (its newest is 18); the torch exporter writes its own default (recorded)
 CALIBRATION_METHODS = ("MinMax", "Percentile")  # tried in this order; a tie keeps the first
-# Ops that quantize_dynamic turns into integer ops. ConvInteger has no int8-weight kernel in onnxruntime's CPU EP,
-# so dynamic int8 quantizes the matmuls (where dynamic quantization pays) and leaves convolutions float.
-DYNAMIC_OPS = ["MatMul", "Gemm", "Attention", "LSTM", "GRU", "EmbedLayerNormalization", "Gather"]
 
 
 def float_model_dir(job: Job) -> Path:
@@ -93,7 +90,8 @@ def make_recipe(job: Job, float_path: Path, tool: str) -> Produced:
     import onnx
 
     run_converter(lambda: onnx.checker.check_model(str(out), full_check=True), "onnx.checker", job)
-    quant = {"opset": opset, **(quant or {})}
+    if quant is not None:
+        quant["opset"] = opset
     return Produced(entry=out.name, files=[out.name], signature=onnx_signature(out, job), notes=notes, quantization=quant)
 
 
@@ -102,7 +100,41 @@ def _fp16(src: Path, out: Path) -> None:
     import onnx
     from onnxconverter_common import float16
 
-    onnx.save(float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True), str(out))
+    model = _fp16_ready(onnx.load(str(src)))
+    # check_fp16_ready=False: the float16 Casts written above would read as "already float16" (it is our float
+    # export, never converted before).
+    onnx.save(float16.convert_float_to_float16(model, keep_io_types=True, check_fp16_ready=False), str(out))
+
+
+def _fp16_ready(model):
+    """Work around two things convert_float_to_float16 (onnxconverter-common 1.16) gets wrong, both caught by
+    onnx.checker on the torch exporter's graphs:
+
+    - a Cast to float32 inside the graph (``mask.to(torch.float32)``) keeps ``to=FLOAT`` while its output's type is
+      rewritten to float16: make those Casts cast to float16, as every other float tensor now is;
+    - a graph output that other nodes also read is cast back to float32 in place, so its float16 consumers read the
+      float32 tensor: give such an output its own Identity node, the consumers read the inner tensor.
+    """
+    import onnx
+
+    g = model.graph
+    for n in g.node:
+        if n.op_type == "Cast":
+            for a in n.attribute:
+                if a.name == "to" and a.i == onnx.TensorProto.FLOAT:
+                    a.i = onnx.TensorProto.FLOAT16
+    read = {i for n in g.node for i in n.input}
+    for o in g.output:
+        if o.name not in read:
+            continue
+        inner = f"{o.name}/value"
+        for n in g.node:
+            for field in (n.input, n.output):
+                for i, t in enumerate(field):
+                    if t == o.name:
+                        field[i] = inner
+        g.node.append(onnx.helper.make_node("Identity", [inner], [o.name], name=f"{o.name}/output"))
+    return model
 
 
 def _preprocess(src: Path, dst: Path, job: Job, notes: list[str]) -> Path:
@@ -119,11 +151,12 @@ def _preprocess(src: Path, dst: Path, job: Job, notes: list[str]) -> Path:
 def _dynamic(pre: Path, out: Path) -> dict:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(pre), str(out), op_types_to_quantize=DYNAMIC_OPS, per_channel=False, weight_type=QuantType.QInt8)
+    # Every op type quantize_dynamic knows (Conv, MatMul, Gemm, Gather, Attention, LSTM ...), its default.
+    quantize_dynamic(str(pre), str(out), per_channel=False, weight_type=QuantType.QInt8)
     return {"tool": "onnxruntime.quantization.quantize_dynamic", "weights": "int8 (per tensor)",
-            "activations": "float32, quantized to uint8 at run time for MatMul/Gemm", "op_types": DYNAMIC_OPS,
-            "ops_quantized": _count_ops(out, ("MatMulInteger", "DynamicQuantizeMatMul", "DynamicQuantizeLinear")),
-            "not_quantized": "Conv (onnxruntime's CPU ConvInteger has no int8-weight kernel)"}
+            "activations": "float32, quantized to uint8 per inference (DynamicQuantizeLinear)",
+            "ops_quantized": _count_ops(out, ("ConvInteger", "MatMulInteger", "DynamicQuantizeMatMul", "QAttention",
+                                              "DynamicQuantizeLSTM", "DequantizeLinear"))}
 
 
 def _reader(rows: list[dict]):
@@ -171,13 +204,15 @@ def _static(job: Job, pre: Path, out: Path, tmp: Path) -> dict:
         c = compare(ref[primary.name], got[primary.name], primary.name)
         scores[method] = {k2: c[k2] for k2 in ("top1_agreement", "cosine_mean", "max_abs_diff", "snr_db") if k2 in c}
         paths[method] = p
-    chosen = max(CALIBRATION_METHODS, key=lambda m: (scores[m].get("top1_agreement", 0.0), scores[m]["cosine_mean"],
+    # Classification: top-1 agreement first, then cosine; other tasks: cosine. A tie keeps the first method.
+    first = "top1_agreement" if job.source.task == "classification" else "cosine_mean"
+    chosen = max(CALIBRATION_METHODS, key=lambda m: (scores[m].get(first, 0.0), scores[m]["cosine_mean"],
                                                       -CALIBRATION_METHODS.index(m)))
     shutil.move(str(paths[chosen]), str(out))
     return {"tool": "onnxruntime.quantization.quantize_static", "format": "QDQ", "weights": "int8 per channel (symmetric)",
             "activations": "int8 (static)", "calibrate_method": chosen, "calibration_rows": len(calib_rows),
             "candidates": scores, "selection": {**selection, "output": primary.name,
-                                                "by": "top-1 agreement, then cosine mean, against the float model"},
+                                                "by": f"{first}, then cosine_mean, against the float model"},
             "ops_quantized": _count_ops(out, ("QuantizeLinear",))}
 
 

@@ -80,8 +80,8 @@ class OrtRunner(Runner):
         by_node: dict[str, str] = {}
         for ev in events:
             args = ev.get("args") or {}
-            if ev.get("cat") == "Node" and "provider" in args:
-                by_node[ev["name"].rsplit("_kernel_time", 1)[0]] = args["provider"]
+            if ev.get("cat") == "Node" and ev.get("name", "").endswith("_kernel_time") and "provider" in args:
+                by_node[ev["name"][: -len("_kernel_time")]] = args["provider"]
         total = len(by_node)
         on_cpu = sum(1 for p in by_node.values() if p == PROVIDER)
         return {"delegated": on_cpu, "total": total, "unit": "nodes", "delegate": PROVIDER,

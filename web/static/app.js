@@ -1,144 +1,140 @@
-// edgeport demo page: every web artifact listed by the manifests answers a drawn digit, and benchmark mode
-// measures accuracy and latency in this browser, writing rows in the report.json schema into #report.
-import { loadLiteRt, loadAndCompile, Tensor } from '@litertjs/core';
-
-// LiteRT's wasm build prints its INFO/WARNING log lines to stderr, which Emscripten maps to console.error;
-// route those to console.info so that real errors stay visible (and testable) as errors.
-const consoleError = console.error.bind(console);
-console.error = (...a) => (typeof a[0] === 'string' && /^(INFO|WARNING|VERBOSE): /.test(a[0]) ? console.info(...a) : consoleError(...a));
+// edgeport demo page. Every web artifact listed by /api/manifests runs through its runtime's adapter
+// (/static/adapters/<manifest.adapter>.js: {name, runtime, backends, version(), detect(), load(m, backend),
+// run(handle, {inputName: TypedArray}) -> {outputName: Float32Array}, dispose(handle)}); this file knows no runtime.
+//   - draw mode: single-image classifiers answer a drawing;
+//   - sentence similarity: text-embedding artifacts compare two sentences (tokenized here with wordpiece.js);
+//   - benchmark mode (?bench=1 or the button): every artifact x available backend on the server's evaluation
+//     data (/api/data/<name>) and parity probe (/api/probe/<name>); rows in the report.json schema go into #report,
+//     with each output of all samples as base64 float32 so that Python computes every metric.
+// Strings from manifests reach the DOM only as text (textContent), never as HTML.
+import { errText, numel, sample, toBase64, toDtype, unpack } from './tensors.js';
+import { tokenizerFromJson } from './wordpiece.js';
 
 const $ = (s) => document.querySelector(s);
 const params = new URLSearchParams(location.search);
-const TFJS_BACKENDS = ['cpu', 'wasm', 'webgl', 'webgpu'];
-const LITERT_ACCELERATORS = ['wasm', 'webgpu'];
-// .tflite recipes offered through LiteRT.js (the others stay native-only).
-const LITERT_RECIPES = ['fp32', 'int8'];
-
-const state = { manifests: [], available: { tfjs: {}, litert: {} }, loaded: new Map(), heldout: null, predictions: {} };
-window.edgeport = state;
+const state = {
+  config: { data: null, bench: { warmup: 10, minRuns: 100, minMs: 2000, maxRuns: 1000 } },
+  manifests: [], adapters: new Map(), loaded: new Map(), predictions: {}, tokenizers: new Map(), busy: false,
+  firstPredictionMs: null,
+};
 
 function setStatus(s, text) { const el = $('#status'); el.dataset.state = s; el.textContent = text || s; }
 const fmtBytes = (n) => n == null ? '-' : n < 1048576 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1048576).toFixed(2)} MiB`;
+const fmt = (v, d = 3) => (v == null || Number.isNaN(v) ? '-' : v.toFixed(d));
 
-// ------------------------------------------------------------------------------------------ backends
-async function detectBackends() {
-  const hasGpu = !!(navigator.gpu && await navigator.gpu.requestAdapter().catch(() => null));
-  tf.wasm.setWasmPaths('/vendor/@tensorflow/tfjs-backend-wasm/dist/');
-  for (const b of TFJS_BACKENDS) {
-    if (b === 'webgpu' && !hasGpu) { state.available.tfjs[b] = 'no WebGPU adapter'; continue; }
-    try { state.available.tfjs[b] = (await tf.setBackend(b)) ? true : 'failed to initialise'; }
-    catch (e) { state.available.tfjs[b] = String(e.message || e); }
+function el(tag, props = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (k === 'dataset') Object.assign(e.dataset, v); else if (k === 'text') e.textContent = v; else e[k] = v;
   }
-  await tf.setBackend('cpu');
-  try { await loadLiteRt('/vendor/@litertjs/core/wasm/'); state.available.litert.wasm = true; }
-  catch (e) { state.available.litert.wasm = String(e.message || e); }
-  state.available.litert.webgpu = hasGpu && state.available.litert.wasm === true ? true : 'no WebGPU adapter';
-  fillSelect('#tfjs-backend', state.available.tfjs, params.get('tfjs') || 'wasm');
-  fillSelect('#litert-backend', state.available.litert, 'wasm');
-  const off = [...Object.entries(state.available.tfjs).map(([k, v]) => v !== true ? `TF.js ${k}: ${v}` : null),
-               ...Object.entries(state.available.litert).map(([k, v]) => v !== true ? `LiteRT.js ${k}: ${v}` : null)].filter(Boolean);
-  $('#backend-note').textContent = off.length ? 'Unavailable here: ' + off.join('; ') + '.' : 'All backends available.';
+  for (const c of children) e.append(c);
+  return e;
 }
 
-function fillSelect(sel, avail, preferred) {
-  const el = $(sel); el.innerHTML = '';
-  for (const [name, ok] of Object.entries(avail)) {
-    const o = document.createElement('option');
-    o.value = name; o.textContent = ok === true ? name : `${name} (unavailable)`; o.disabled = ok !== true;
-    el.appendChild(o);
+async function fetchOk(url) {
+  const r = await fetch(url);
+  if (!r.ok) throw new Error((await r.text()).trim() || `${url}: HTTP ${r.status}`);
+  return r;
+}
+
+// ------------------------------------------------------------------------------------------ adapters
+async function loadAdapters() {
+  for (const name of new Set(state.manifests.map((m) => m.adapter))) {
+    if (!/^[a-z0-9_-]+$/i.test(name)) { state.adapters.set(name, { error: `invalid adapter name ${name}` }); continue; }
+    try {
+      const mod = await import(`/static/adapters/${name}.js`);
+      state.adapters.set(name, { mod, avail: await mod.detect() });
+    } catch (e) {
+      state.adapters.set(name, { error: `adapter ${name} failed to load: ${errText(e)}` });
+    }
   }
-  const first = Object.keys(avail).find((k) => avail[k] === true);
-  el.value = avail[preferred] === true ? preferred : first;
-}
-
-// ------------------------------------------------------------------------------------------ models
-// LiteRT.js tensors are float32, int32 or uint8: an artifact with int8 I/O cannot be fed in the browser.
-const int8IO = (m) => [...m.signature.inputs, ...m.signature.outputs].some((t) => t.dtype === 'int8');
-function webArtifacts(manifests) {
-  return manifests.filter((m) => m.target === 'tfjs' || (m.target === 'tflite' && LITERT_RECIPES.includes(m.recipe) && !int8IO(m)));
-}
-function notOffered(manifests) {
-  return manifests.filter((m) => m.target === 'tflite' && LITERT_RECIPES.includes(m.recipe) && int8IO(m));
-}
-const runtimeOf = (m) => m.target === 'tfjs' ? 'tfjs' : 'litert.js';
-
-// Raw pixels (uint8, HxW) -> the input tensor data, exactly as the manifest's preprocessing says.
-function toInput(m, pixels) {
-  const pre = m.preprocessing, inp = m.signature.inputs[0];
-  const x = new Float32Array(pixels.length);
-  for (let i = 0; i < pixels.length; i++) x[i] = pixels[i] * pre.scale + pre.offset;
-  // Single-channel images have the same memory order in NCHW and NHWC; only the shape differs.
-  const q = inp.quantization;
-  if (q && inp.dtype === 'int8') {
-    const xi = new Int8Array(x.length);
-    for (let i = 0; i < x.length; i++) xi[i] = Math.max(-128, Math.min(127, Math.round(x[i] / q.scale + q.zero_point)));
-    return xi;
+  const box = $('#backends'), off = [];
+  box.replaceChildren();
+  for (const [name, a] of state.adapters) {
+    if (a.error) { off.push(a.error); continue; }
+    const sel = el('select', { id: `backend-${name}` });
+    for (const b of a.mod.backends) {
+      const ok = a.avail[b] === true;
+      sel.append(el('option', { value: b, disabled: !ok, text: ok ? b : `${b} (unavailable)` }));
+      if (!ok) off.push(`${a.mod.runtime} ${b}: ${a.avail[b]}`);
+    }
+    const pref = ['wasm', 'cpu', ...a.mod.backends].find((b) => a.avail[b] === true);
+    if (pref) sel.value = pref;
+    sel.addEventListener('change', () => refreshInteractive());
+    box.append(el('label', { text: `${a.mod.runtime} backend ` }, sel));
   }
-  return x;
-}
-function fromOutput(m, arr) {
-  const q = m.signature.outputs[0].quantization;
-  if (q && !(arr instanceof Float32Array)) return Float32Array.from(arr, (v) => (v - q.zero_point) * q.scale);
-  return Float32Array.from(arr);
+  $('#backend-note').textContent = off.length ? `Unavailable here: ${off.join('; ')}.` : 'All backends available.';
 }
 
-async function loadModel(m, backend) {
-  const t0 = performance.now();
-  let model;
-  if (m.target === 'tfjs') {
-    if (tf.getBackend() !== backend) await tf.setBackend(backend);
-    model = await tf.loadGraphModel(m.url);
-  } else {
-    model = await loadAndCompile(m.url, { accelerator: backend });
+const adapterOf = (m) => state.adapters.get(m.adapter);
+const selectedBackend = (m) => { const s = document.getElementById(`backend-${m.adapter}`); return s ? s.value : null; };
+
+/** A loaded model for interactive use on the adapter's selected backend (cached; reloaded when it changes). */
+async function ensureLoaded(m) {
+  const a = adapterOf(m);
+  if (!a || a.error) throw new Error(a ? a.error : `no adapter ${m.adapter}`);
+  const backend = selectedBackend(m);
+  if (!backend || a.avail[backend] !== true) throw new Error(`no available ${a.mod.runtime} backend`);
+  const cur = state.loaded.get(m.name);
+  if (cur && cur.backend === backend) return cur;
+  if (cur && cur.handle) a.mod.dispose(cur.handle);
+  const entry = { backend, handle: await a.mod.load(m, backend) };
+  state.loaded.set(m.name, entry);
+  return entry;
+}
+
+function disposeAll() {
+  for (const [name, e] of state.loaded) {
+    const m = state.manifests.find((x) => x.name === name);
+    if (m && e.handle) adapterOf(m).mod.dispose(e.handle);
   }
-  return { m, backend, model, loadMs: performance.now() - t0 };
+  state.loaded.clear();
 }
 
-// One inference on prepared input data (typed array). The data's trip into the runtime is part of the timing,
-// as set_tensor is natively; the pixel preprocessing is not (the native harness times prepared inputs too).
-async function run(h, data) {
-  const { m, model } = h, shape = m.signature.inputs[0].shape;
-  if (m.target === 'tfjs') {
-    const t = tf.tensor(data, shape, 'float32');
-    const out = model.predict(t);
-    const logits = await out.data();
-    t.dispose(); out.dispose();
-    return Float32Array.from(logits);
-  }
-  const t = new Tensor(data, shape);
-  const outs = await model.run(t);
-  const arr = fromOutput(m, outs[0].toTypedArray());
-  t.delete(); for (const o of outs) o.delete();
-  return arr;
-}
-const predict = (h, pixels) => run(h, toInput(h.m, pixels));
-
-function disposeModel(h) {
-  try { if (h.m.target === 'tfjs') h.model.dispose(); else h.model.delete(); } catch (e) { /* already gone */ }
+function writePredictions() {
+  const p = $('#predictions');
+  p.textContent = JSON.stringify(state.predictions);
+  p.dataset.seq = String(Number(p.dataset.seq || 0) + 1);
 }
 
-const softmax = (z) => { const mx = Math.max(...z), e = z.map((v) => Math.exp(v - mx)), s = e.reduce((a, b) => a + b, 0); return e.map((v) => v / s); };
-const argmax = (z) => z.reduce((bi, v, i, a) => (v > a[bi] ? i : bi), 0);
+const primary = (m) => m.signature.outputs[0];
 
-// ------------------------------------------------------------------------------------------ drawing
+// ------------------------------------------------------------------------------------------ draw mode
+// Single-image classifiers: one input with role "image", task classification.
+const drawTargets = () => state.manifests.filter((m) => m.task === 'classification'
+  && m.signature.inputs.length === 1 && m.signature.inputs[0].role === 'image');
+
+/** {h, w, c, layout} of an image input (layout from the tensor, else the preprocessing, else NHWC). */
+function imageGeometry(m) {
+  const s = m.signature.inputs[0], layout = s.layout || m.preprocessing.layout || 'NHWC';
+  const [, a, b, c] = s.shape;
+  return layout === 'NCHW' ? { c: a, h: b, w: c, layout } : { h: a, w: b, c, layout };
+}
+
 const pad = $('#pad'), pctx = pad.getContext('2d', { willReadFrequently: true });
-function clearPad() { pctx.fillStyle = '#000'; pctx.fillRect(0, 0, pad.width, pad.height); $('#preview').getContext('2d').clearRect(0, 0, 28, 28); }
-clearPad();
-let drawing = false, last = null;
+let drawing = false, last = null, drawn = false;
+function clearPad() {
+  pctx.fillStyle = '#000'; pctx.fillRect(0, 0, pad.width, pad.height); drawn = false;
+  const pv = $('#preview'); pv.getContext('2d').clearRect(0, 0, pv.width, pv.height);
+}
 function padPoint(ev) { const r = pad.getBoundingClientRect(); return [(ev.clientX - r.left) * pad.width / r.width, (ev.clientY - r.top) * pad.height / r.height]; }
+function stroke(a, b) {
+  pctx.strokeStyle = '#fff'; pctx.lineWidth = 22; pctx.lineCap = 'round'; pctx.lineJoin = 'round';
+  pctx.beginPath(); pctx.moveTo(a[0], a[1]); pctx.lineTo(b[0], b[1]); pctx.stroke(); drawn = true;
+}
 pad.addEventListener('pointerdown', (ev) => { drawing = true; last = padPoint(ev); pad.setPointerCapture?.(ev.pointerId); stroke(last, last); });
 pad.addEventListener('pointermove', (ev) => { if (!drawing) return; const p = padPoint(ev); stroke(last, p); last = p; });
 for (const t of ['pointerup', 'pointercancel', 'pointerleave']) pad.addEventListener(t, () => { if (drawing) { drawing = false; classify(); } });
-function stroke(a, b) {
-  pctx.strokeStyle = '#fff'; pctx.lineWidth = 22; pctx.lineCap = 'round'; pctx.lineJoin = 'round';
-  pctx.beginPath(); pctx.moveTo(a[0], a[1]); pctx.lineTo(b[0], b[1]); pctx.stroke();
-}
-$('#clear').addEventListener('click', () => { clearPad(); state.predictions = {}; renderCards(); });
+$('#clear').addEventListener('click', () => {
+  clearPad();
+  for (const m of drawTargets()) delete state.predictions[m.name];
+  renderCards(); writePredictions();
+});
 
-// Canvas -> 28x28 uint8 pixels shaped like builtin:digits: crop to the ink, square it, average into 8x8 cells
+// 28x28x1 inputs: the canvas shaped like builtin:digits. Crop to the ink, square it, average into 8x8 cells
 // quantized to 17 levels (as the 8x8 originals are), then bilinear-upsample to 28x28 the way
 // scipy.ndimage.zoom(order=1, grid_mode=True, mode='nearest') did for the training data.
-function canvasToPixels() {
+function digitsPixels() {
   const W = pad.width, H = pad.height, img = pctx.getImageData(0, 0, W, H).data;
   let x0 = W, y0 = H, x1 = -1, y1 = -1;
   for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) if (img[4 * (y * W + x)] > 25) { x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y); }
@@ -165,168 +161,329 @@ function canvasToPixels() {
   return out;
 }
 
-function showPreview(pixels) {
-  const ctx = $('#preview').getContext('2d'), im = ctx.createImageData(28, 28);
-  for (let i = 0; i < 784; i++) { im.data[4 * i] = im.data[4 * i + 1] = im.data[4 * i + 2] = pixels[i]; im.data[4 * i + 3] = 255; }
-  ctx.putImageData(im, 0, 0);
+// Any other size: the whole pad resized to H x W (the browser's smoothing), channels taken as they are
+// (1: the grey level, 3: RGB, 4: RGBA). Pixels come back H x W x C, uint8.
+function resizedPixels(h, w, c) {
+  const off = document.createElement('canvas');
+  off.width = w; off.height = h;
+  const ctx = off.getContext('2d', { willReadFrequently: true });
+  ctx.imageSmoothingEnabled = true; ctx.imageSmoothingQuality = 'high';
+  ctx.drawImage(pad, 0, 0, w, h);
+  const rgba = ctx.getImageData(0, 0, w, h).data, out = new Uint8Array(h * w * c);
+  for (let i = 0; i < h * w; i++) for (let k = 0; k < c; k++) out[i * c + k] = rgba[4 * i + (c === 1 ? 0 : k)];
+  return out;
 }
 
-// ------------------------------------------------------------------------------------------ draw mode
-async function ensureDrawModels() {
-  const tb = $('#tfjs-backend').value, lb = $('#litert-backend').value;
-  for (const m of webArtifacts(state.manifests)) {
-    const want = m.target === 'tfjs' ? tb : lb, cur = state.loaded.get(m.name);
-    if (cur && cur.backend === want) continue;
-    if (cur) disposeModel(cur);
-    try { state.loaded.set(m.name, await loadModel(m, want)); }
-    catch (e) { state.loaded.set(m.name, { m, backend: want, error: String(e.message || e) }); }
+/** Uint8 pixels (H x W x C) -> the model input, as edgeport.data.pixels_to_input does: float32(p) * scale + offset,
+ * then the layout, then the tensor's dtype (int8 inputs quantized with the manifest's scale / zero point). */
+function pixelsToInput(m, pixels, g) {
+  const pre = m.preprocessing, scale = pre.scale ?? 1, offset = pre.offset ?? 0, x = new Float32Array(pixels.length);
+  const hw = g.h * g.w;
+  for (let i = 0; i < hw; i++) for (let k = 0; k < g.c; k++) {
+    const v = Math.fround(Math.fround(pixels[i * g.c + k]) * Math.fround(scale)) + Math.fround(offset);
+    x[g.layout === 'NCHW' ? k * hw + i : i * g.c + k] = v;
   }
+  return toDtype(x, m.signature.inputs[0]);
 }
+
+function showPreview(pixels, g) {
+  const pv = $('#preview');
+  pv.width = g.w; pv.height = g.h;
+  const ctx = pv.getContext('2d'), im = ctx.createImageData(g.w, g.h);
+  for (let i = 0; i < g.w * g.h; i++) {
+    for (let k = 0; k < 3; k++) im.data[4 * i + k] = pixels[i * g.c + (g.c >= 3 ? k : 0)];
+    im.data[4 * i + 3] = 255;
+  }
+  ctx.putImageData(im, 0, 0);
+  $('#preview-caption').textContent = `model input ${g.h}×${g.w}×${g.c}`;
+}
+
+const softmax = (z) => { const mx = Math.max(...z), e = z.map((v) => Math.exp(v - mx)), s = e.reduce((a, b) => a + b, 0); return e.map((v) => v / s); };
 
 async function classify() {
-  const pixels = canvasToPixels();
-  if (!pixels) return;
-  showPreview(pixels);
-  setStatus('predicting');
-  await ensureDrawModels();
-  for (const [name, h] of state.loaded) {
-    if (h.error) { state.predictions[name] = { error: h.error, backend: h.backend }; continue; }
-    if (h.m.target === 'tfjs' && tf.getBackend() !== h.backend) await tf.setBackend(h.backend);
+  if (!drawn || state.busy) return;
+  const targets = drawTargets();
+  const pixelsBySize = new Map();
+  for (const m of targets) {
+    const g = imageGeometry(m), key = `${g.h}x${g.w}x${g.c}`;
+    if (!pixelsBySize.has(key)) pixelsBySize.set(key, g.h === 28 && g.w === 28 && g.c === 1 ? digitsPixels() : resizedPixels(g.h, g.w, g.c));
+    const pixels = pixelsBySize.get(key);
+    if (!pixels) return;
+    if (m === targets[0]) showPreview(pixels, g);
+    const backend = selectedBackend(m);
     try {
+      const { handle } = await ensureLoaded(m), a = adapterOf(m);
+      const feeds = { [m.signature.inputs[0].name]: pixelsToInput(m, pixels, g) };
       const t0 = performance.now();
-      const logits = await predict(h, pixels);
-      const ms = performance.now() - t0, p = softmax(Array.from(logits));
-      const top = p.map((v, i) => [i, v]).sort((a, b) => b[1] - a[1]).slice(0, 3);
-      const labels = h.m.signature.outputs[0].labels || p.map((_, i) => String(i));
-      state.predictions[name] = { top1: labels[top[0][0]], top3: top.map(([i, v]) => ({ label: labels[i], p: v })), ms, backend: h.backend };
-    } catch (e) { state.predictions[name] = { error: String(e.message || e), backend: h.backend }; }
+      const out = await a.mod.run(handle, feeds);
+      const ms = performance.now() - t0, out0 = primary(m);
+      const p = softmax(Array.from(out[out0.name]));
+      const labels = out0.labels || p.map((_, i) => String(i));
+      const top = p.map((v, i) => [i, v]).sort((x, y) => y[1] - x[1]).slice(0, 3);
+      state.predictions[m.name] = { top1: labels[top[0][0]], top3: top.map(([i, v]) => ({ label: labels[i], p: v })), ms, backend };
+    } catch (e) {
+      state.predictions[m.name] = { error: errText(e), backend };
+    }
   }
   renderCards();
-  $('#predictions').textContent = JSON.stringify(state.predictions);
-  setStatus('ready', `ready · ${Object.keys(state.predictions).length} answered`);
+  writePredictions();
 }
 
 function renderCards() {
-  const box = $('#cards'); box.innerHTML = '';
-  for (const m of webArtifacts(state.manifests)) {
-    const pr = state.predictions[m.name], card = document.createElement('div');
-    card.className = 'card'; card.dataset.artifact = m.name;
+  const box = $('#cards');
+  box.replaceChildren();
+  for (const m of drawTargets()) {
+    const pr = state.predictions[m.name], a = adapterOf(m);
+    const card = el('div', { className: 'card', dataset: { artifact: m.name } });
     if (pr && pr.top1 != null) card.dataset.top1 = pr.top1;
-    const bars = pr && pr.top3 ? pr.top3.map((t) => `<div class="bar"><b>${t.label}</b><span class="fill" style="width:${Math.max(2, t.p * 100)}px"></span>${(100 * t.p).toFixed(1)}%</div>`).join('') : '';
-    card.innerHTML = `<div class="name">${m.name}</div>
-      <div class="meta">${runtimeOf(m)} · ${pr ? pr.backend : '-'} · ${fmtBytes(m.bytes)} download</div>
-      ${pr && pr.error ? `<div class="err">${pr.error}</div>` : `<div class="top1">${pr ? pr.top1 : '·'}</div>${bars}`}
-      <div class="meta">${pr && pr.ms != null ? pr.ms.toFixed(2) + ' ms' : 'draw a digit'}</div>`;
-    box.appendChild(card);
+    card.append(el('div', { className: 'name', text: m.name }),
+      el('div', { className: 'meta', text: `${a && a.mod ? a.mod.runtime : m.adapter} · ${pr ? pr.backend : '-'} · ${fmtBytes(m.bytes)} download` }));
+    if (pr && pr.error) card.append(el('div', { className: 'err', text: pr.error }));
+    else {
+      card.append(el('div', { className: 'top1', text: pr ? pr.top1 : '·' }));
+      for (const t of (pr && pr.top3) || []) {
+        const fill = el('span', { className: 'fill' });
+        fill.style.width = `${Math.max(2, t.p * 100)}px`;
+        card.append(el('div', { className: 'bar' }, el('b', { text: t.label }), fill, `${(100 * t.p).toFixed(1)}%`));
+      }
+    }
+    card.append(el('div', { className: 'meta', text: pr && pr.ms != null ? `${pr.ms.toFixed(2)} ms` : 'draw something' }));
+    box.append(card);
   }
+}
+
+// ------------------------------------------------------------------------------------------ sentences
+// Text-embedding artifacts: task embedding, preprocessing kind text.
+const textTargets = () => state.manifests.filter((m) => m.task === 'embedding' && m.preprocessing && m.preprocessing.kind === 'text');
+
+async function tokenizerFor(m) {
+  const file = m.preprocessing.tokenizer && m.preprocessing.tokenizer.file;
+  if (!file || /^([a-z]+:|\/)/i.test(file)) throw new Error(`tokenizer file ${file} must be a path relative to the manifest`);
+  const url = '/artifacts/' + file.split('/').map(encodeURIComponent).join('/');
+  if (!state.tokenizers.has(url)) {
+    state.tokenizers.set(url, (async () => tokenizerFromJson(await (await fetchOk(url)).json()))());
+  }
+  try { return await state.tokenizers.get(url); } catch (e) { state.tokenizers.delete(url); throw e; }
+}
+
+/** One sentence -> {input name: TypedArray} by the manifest's text preprocessing (roles -> input names). */
+function encodeText(m, tok, text) {
+  const pre = m.preprocessing, n = Number(pre.max_length);
+  if (pre.pad_id != null) tok.padId = Number(pre.pad_id);
+  const enc = tok.encode(text, n), byRole = { token_ids: enc.inputIds, attention_mask: enc.attentionMask, token_type_ids: enc.tokenTypeIds };
+  const feeds = {};
+  for (const s of m.signature.inputs) {
+    const role = Object.keys(pre.inputs || {}).find((r) => pre.inputs[r] === s.name) || s.role;
+    if (!byRole[role]) throw new Error(`input ${s.name}: the text preprocessing does not say what it holds`);
+    feeds[s.name] = toDtype(byRole[role], s);
+  }
+  return feeds;
+}
+
+function cosine(a, b) {
+  let ab = 0, aa = 0, bb = 0;
+  for (let i = 0; i < a.length; i++) { ab += a[i] * b[i]; aa += a[i] * a[i]; bb += b[i] * b[i]; }
+  return aa === 0 || bb === 0 ? (aa === bb ? 1 : 0) : ab / Math.sqrt(aa * bb);
+}
+
+async function compareSentences() {
+  if (state.busy) return;
+  const a = $('#sentence-a').value, b = $('#sentence-b').value;
+  for (const m of textTargets()) {
+    const backend = selectedBackend(m);
+    try {
+      const { handle } = await ensureLoaded(m), tok = await tokenizerFor(m), mod = adapterOf(m).mod, out = primary(m).name;
+      const fa = encodeText(m, tok, a), fb = encodeText(m, tok, b);
+      const t0 = performance.now();
+      const ea = (await mod.run(handle, fa))[out], eb = (await mod.run(handle, fb))[out];
+      const ms = (performance.now() - t0) / 2;
+      state.predictions[m.name] = { cosine: cosine(ea, eb), ms, backend };
+    } catch (e) {
+      state.predictions[m.name] = { error: errText(e), backend };
+    }
+  }
+  renderSimilarity();
+  writePredictions();
+}
+
+function renderSimilarity() {
+  const tbody = $('#similarity-table tbody');
+  tbody.replaceChildren();
+  for (const m of textTargets()) {
+    const p = state.predictions[m.name] || {}, a = adapterOf(m);
+    tbody.append(el('tr', { dataset: { artifact: m.name } }, el('td', { text: m.name }),
+      el('td', { text: a && a.mod ? a.mod.runtime : m.adapter }), el('td', { text: p.backend || '-' }),
+      el('td', { className: 'cosine', text: fmt(p.cosine, 4) }), el('td', { text: fmt(p.ms, 2) }),
+      el('td', { className: 'err', text: p.error || '' })));
+  }
+}
+$('#compare').addEventListener('click', () => compareSentences());
+
+function refreshInteractive() {
+  if (drawn) classify();
+  if (textTargets().length && Object.keys(state.predictions).some((k) => textTargets().some((m) => m.name === k))) compareSentences();
 }
 
 // ------------------------------------------------------------------------------------------ benchmark
-async function getHeldout() {
-  if (state.heldout) return state.heldout;
-  const d = await (await fetch('/api/heldout')).json();
-  const raw = Uint8Array.from(atob(d.pixels_b64), (c) => c.charCodeAt(0)), per = d.shape[0] * d.shape[1];
-  d.images = Array.from({ length: d.n }, (_, i) => raw.subarray(i * per, (i + 1) * per));
-  return (state.heldout = d);
+// numpy.percentile's default (linear interpolation between closest ranks).
+function pct(sorted, p) { const k = (sorted.length - 1) * p / 100, f = Math.floor(k), c = Math.min(sorted.length - 1, f + 1); return sorted[f] + (sorted[c] - sorted[f]) * (k - f); }
+function stats(times) {
+  const s = [...times].sort((x, y) => x - y), mean = times.reduce((a, b) => a + b, 0) / times.length;
+  return { p50: pct(s, 50), p90: pct(s, 90), p99: pct(s, 99), mean, std: Math.sqrt(times.reduce((a, b) => a + (b - mean) ** 2, 0) / times.length) };
 }
 
-function pct(a, p) { const s = [...a].sort((x, y) => x - y); const k = (s.length - 1) * p / 100, f = Math.floor(k), c = Math.min(s.length - 1, f + 1); return s[f] + (s[c] - s[f]) * (k - f); }
-
-async function benchOne(m, backend, data, opts) {
-  const row = { artifact: m.name, target: m.target, recipe: m.recipe, source: m.source.model, runtime: runtimeOf(m),
-    runtime_version: m.target === 'tfjs' ? tf.version.tfjs : '@litertjs/core', backend, threads: null, device: 'chromium',
-    manifest: m.name + '.manifest.json', bytes: m.bytes, error: null };
-  let h;
-  try {
-    h = await loadModel(m, backend);
-    row.load_ms = h.loadMs;
-    const preds = new Array(data.n), probeSet = new Map((m.probe.indices || []).map((ix, j) => [ix, j]));
-    let correct = 0, maxAbs = 0, agree = 0;
-    for (let i = 0; i < data.n; i++) {
-      const z = await predict(h, data.images[i]);
-      preds[i] = argmax(z);
-      if (preds[i] === data.y[i]) correct++;
-      if (probeSet.has(i) && m.probe.float_logits) {
-        const ref = m.probe.float_logits[probeSet.get(i)];
-        for (let k = 0; k < ref.length; k++) maxAbs = Math.max(maxAbs, Math.abs(ref[k] - z[k]));
-        if (argmax(ref) === preds[i]) agree++;
-      }
+/** Every sample through the model -> {output name: Float32Array of all N samples, concatenated}. */
+async function runAll(mod, h, m, data) {
+  const missing = m.signature.inputs.filter((s) => !data.tensors[s.name]).map((s) => s.name);
+  if (missing.length) throw new Error(`the data lacks input(s) ${missing.join(', ')}`);
+  const outs = {};
+  for (const s of m.signature.outputs) outs[s.name] = new Float32Array(data.n * numel(s.shape));
+  for (let i = 0; i < data.n; i++) {
+    const got = await mod.run(h, sample(data, i));
+    for (const s of m.signature.outputs) {
+      const per = numel(s.shape), z = got[s.name];
+      if (!z || z.length !== per) throw new Error(`output ${s.name}: ${z ? z.length : 'no'} values, the manifest says ${per}`);
+      outs[s.name].set(z, i * per);
     }
-    row.accuracy = correct / data.n; row.samples = data.n; row.predictions = preds;
-    row.probe = { max_abs_diff: maxAbs, top1_agreement: probeSet.size ? agree / probeSet.size : null, samples: probeSet.size };
-    const x1 = toInput(m, data.images[0]);
-    for (let i = 0; i < opts.warmup; i++) await run(h, x1);
+    if (state.firstPredictionMs == null) state.firstPredictionMs = performance.now();  // since navigation start
+  }
+  return outs;
+}
+
+const b64Outputs = (outs) => Object.fromEntries(Object.entries(outs).map(([k, v]) => [k, toBase64(v)]));
+
+function accuracy(m, outs, labels, n) {
+  if (!labels || m.task !== 'classification') return null;
+  const z = outs[primary(m).name], per = z.length / n;
+  let ok = 0;
+  for (let i = 0; i < n; i++) {
+    let best = 0;
+    for (let k = 1; k < per; k++) if (z[i * per + k] > z[i * per + best]) best = k;
+    if (best === Number(labels[i])) ok++;
+  }
+  return ok / n;
+}
+
+function baseRow(m, a, backend) {
+  return { artifact: m.name, target: m.target, recipe: m.recipe, source: m.source && m.source.model, task: m.task,
+    runtime: a && a.mod ? a.mod.runtime : m.adapter, runtime_version: a && a.mod ? a.mod.version() : '', backend,
+    threads: null, device: 'chromium', bytes: m.bytes, load_ms: null, latency_ms: null, runs: null, samples: null,
+    error: null, skipped: null, outputs: null, probe_outputs: null };
+}
+
+async function benchOne(m, a, backend, data, probe, opts) {
+  const row = baseRow(m, a, backend);
+  let h = null;
+  try {
+    const t0 = performance.now();
+    h = await a.mod.load(m, backend);
+    row.load_ms = performance.now() - t0;
+    const outs = await runAll(a.mod, h, m, data);
+    row.samples = data.n;
+    row.outputs = b64Outputs(outs);
+    row.accuracy_in_page = accuracy(m, outs, data.labels, data.n);  // for the table only; Python scores the outputs
+    if (probe) row.probe_outputs = b64Outputs(await runAll(a.mod, h, m, probe));
+    // Steady state on one prepared sample: its trip into the runtime and the outputs' trip back are timed,
+    // as set_tensor / get_tensor are natively.
+    const feeds = sample(data, 0);
+    for (let i = 0; i < opts.warmup; i++) await a.mod.run(h, feeds);
     const times = [], start = performance.now();
     while (times.length < opts.minRuns || (performance.now() - start < opts.minMs && times.length < opts.maxRuns)) {
-      const t0 = performance.now(); await run(h, x1); times.push(performance.now() - t0);
+      const t1 = performance.now(); await a.mod.run(h, feeds); times.push(performance.now() - t1);
     }
-    const mean = times.reduce((a, b) => a + b, 0) / times.length;
-    row.latency_ms = { p50: pct(times, 50), p90: pct(times, 90), p99: pct(times, 99), mean,
-      std: Math.sqrt(times.reduce((a, b) => a + (b - mean) ** 2, 0) / times.length) };
+    row.latency_ms = stats(times);
     row.runs = times.length;
-  } catch (e) { row.error = `${row.runtime}/${backend}: ${String(e.message || e).split('\n')[0]}`; }
-  if (h && h.model) disposeModel(h);
+  } catch (e) {
+    row.error = `${row.runtime}/${backend}: ${errText(e)}`;
+  } finally {
+    if (h) { try { a.mod.dispose(h); } catch (e) { /* already gone */ } }
+  }
   return row;
 }
 
-async function runBenchmark() {
-  const quick = params.has('quick');
-  const opts = { warmup: 10, minRuns: quick ? 20 : 100, minMs: quick ? 200 : 2000, maxRuns: 1000 };
-  const only = params.get('backends') ? params.get('backends').split(',') : null;
-  const t0 = performance.now();
-  setStatus('benchmarking');
-  for (const h of state.loaded.values()) if (h.model) disposeModel(h);
-  state.loaded.clear();
-  const data = await getHeldout(), rows = [], tbody = $('#bench-table tbody');
-  tbody.innerHTML = '';
-  const jobs = [];
-  for (const m of webArtifacts(state.manifests)) {
-    const avail = m.target === 'tfjs' ? state.available.tfjs : state.available.litert;
-    for (const [b, ok] of Object.entries(avail)) {
-      if (only && !only.includes(b)) continue;
-      jobs.push([m, b, ok]);
-    }
-  }
-  for (const [i, [m, b, ok]] of jobs.entries()) {
-    $('#bench-progress').textContent = `${i + 1}/${jobs.length}: ${m.name} on ${b}`;
-    const row = ok === true ? await benchOne(m, b, data, opts)
-      : { artifact: m.name, target: m.target, recipe: m.recipe, source: m.source.model, runtime: runtimeOf(m), backend: b,
-          threads: null, device: 'chromium', bytes: m.bytes, unavailable: true, error: `backend unavailable: ${ok}` };
-    rows.push(row);
-    const tr = document.createElement('tr');
-    const lat = row.latency_ms || {};
-    tr.innerHTML = `<td>${row.artifact}</td><td>${row.runtime}</td><td>${b}</td><td>${fmtBytes(row.bytes)}</td>
-      <td>${row.accuracy != null ? (100 * row.accuracy).toFixed(2) + '%' : '-'}</td>
-      <td>${row.probe ? row.probe.max_abs_diff.toExponential(1) : '-'}</td>
-      <td>${lat.p50 != null ? lat.p50.toFixed(3) : '-'}</td><td>${lat.p90 != null ? lat.p90.toFixed(3) : '-'}</td>
-      <td>${row.load_ms != null ? row.load_ms.toFixed(1) : '-'}</td><td>${row.error || ''}</td>`;
-    tbody.appendChild(tr);
-  }
-  const report = { schema: 1, created: new Date().toISOString(), data: data.name, host: { userAgent: navigator.userAgent },
-    float_baseline: {}, extra: { wall_ms: performance.now() - t0, first_prediction_ms: state.firstPredictionMs }, rows };
-  $('#report').textContent = JSON.stringify(report);
-  $('#bench-progress').textContent = `${rows.length} rows in ${((performance.now() - t0) / 1000).toFixed(1)} s`;
-  setStatus('bench-done', 'benchmark done');
-  return report;
+async function packed(url) {
+  const r = await fetch(url);
+  if (r.status === 404 && url.startsWith('/api/probe/')) return null;  // no probe sidecar: nothing to compare
+  if (!r.ok) throw new Error((await r.text()).trim() || `HTTP ${r.status}`);
+  return unpack(await r.arrayBuffer());
 }
-$('#run-bench').addEventListener('click', () => runBenchmark().catch((e) => { setStatus('error', String(e)); }));
+
+function tableRow(row) {
+  const lat = row.latency_ms || {}, note = row.error || (row.skipped ? `skipped: ${row.skipped}` : '');
+  const tr = el('tr', { dataset: { artifact: row.artifact, backend: row.backend } },
+    el('td', { text: row.artifact }), el('td', { text: row.runtime }), el('td', { text: row.backend }),
+    el('td', { text: fmtBytes(row.bytes) }),
+    el('td', { text: row.accuracy_in_page != null ? `${(100 * row.accuracy_in_page).toFixed(2)}%` : '-' }),
+    el('td', { text: row.samples != null ? String(row.samples) : '-' }),
+    el('td', { text: fmt(lat.p50) }), el('td', { text: fmt(lat.p90) }), el('td', { text: fmt(row.load_ms, 1) }),
+    el('td', { className: row.error ? 'err' : 'note', text: note }));
+  $('#bench-table tbody').append(tr);
+}
+
+async function runBenchmark() {
+  if (state.busy) return null;
+  state.busy = true;
+  $('#run-bench').disabled = true;
+  const opts = state.config.bench, only = params.get('backends') ? params.get('backends').split(',') : null;
+  const t0 = performance.now(), rows = [];
+  setStatus('benchmarking');
+  disposeAll();
+  $('#bench-table tbody').replaceChildren();
+  try {
+    const jobs = [];
+    for (const m of state.manifests) {
+      const a = adapterOf(m), bs = a && a.mod ? a.mod.backends : ['-'];
+      jobs.push([m, a, bs.filter((b) => !only || only.includes(b))]);
+    }
+    const total = jobs.reduce((s, j) => s + j[2].length, 0);
+    let done = 0;
+    for (const [m, a, bs] of jobs) {
+      let data = null, probe = null, dataError = null;
+      const runnable = a && a.mod && bs.some((b) => a.avail[b] === true);
+      if (runnable) {
+        try {
+          data = await packed(`/api/data/${encodeURIComponent(m.name)}`);
+          probe = await packed(`/api/probe/${encodeURIComponent(m.name)}`);
+        } catch (e) { dataError = errText(e); }
+      }
+      for (const b of bs) {
+        $('#bench-progress').textContent = `${++done}/${total}: ${m.name} on ${b}`;
+        let row;
+        if (!a || a.error) row = { ...baseRow(m, a, b), error: a ? a.error : `no adapter ${m.adapter}` };
+        else if (a.avail[b] !== true) row = { ...baseRow(m, a, b), skipped: `${b} unavailable: ${a.avail[b]}` };
+        else if (dataError) row = { ...baseRow(m, a, b), error: dataError };
+        else row = await benchOne(m, a, b, data, probe, opts);
+        rows.push(row);
+        tableRow(row);
+      }
+    }
+    const report = { rows, extra: { wall_ms: performance.now() - t0, first_prediction_ms: state.firstPredictionMs, data: state.config.data, bench: opts },
+      host: { userAgent: navigator.userAgent, hardwareConcurrency: navigator.hardwareConcurrency, crossOriginIsolated } };
+    $('#report').textContent = JSON.stringify(report);
+    $('#bench-progress').textContent = `${rows.length} rows in ${((performance.now() - t0) / 1000).toFixed(1)} s`;
+    setStatus('bench-done', 'benchmark done');
+    return report;
+  } finally {
+    state.busy = false;
+    $('#run-bench').disabled = false;
+  }
+}
+$('#run-bench').addEventListener('click', () => runBenchmark().catch((e) => { console.error(e); setStatus('error', `error: ${errText(e)}`); }));
 
 // ------------------------------------------------------------------------------------------ start
 async function main() {
-  await detectBackends();
-  state.manifests = await (await fetch('/api/manifests')).json();
+  const [config, listing] = await Promise.all([(await fetchOk('/api/config')).json(), (await fetchOk('/api/manifests')).json()]);
+  state.config = config;
+  state.manifests = listing.manifests;
+  const probs = $('#problems');
+  for (const p of listing.problems) probs.append(el('li', { text: `${p.file}: ${p.error}` }));
+  await loadAdapters();
+  $('#draw-panel').hidden = $('#results-panel').hidden = drawTargets().length === 0;
+  $('#sentence-panel').hidden = textTargets().length === 0;
+  clearPad();
   renderCards();
-  const skipped = notOffered(state.manifests).map((m) => m.name);
-  if (skipped.length) $('#backend-note').textContent += ` Not offered: ${skipped.join(', ')} (int8 input/output; LiteRT.js tensors are float32, int32 or uint8 only).`;
-  if (!webArtifacts(state.manifests).length) { setStatus('ready', 'ready · no web artifacts found'); return; }
-  // Time from page start to the first prediction of the first artifact (a blank input warms every model).
-  await ensureDrawModels();
-  const first = [...state.loaded.values()].find((h) => !h.error);
-  if (first) { await predict(first, new Uint8Array(784)); }
-  state.firstPredictionMs = performance.now();  // since navigation start
-  setStatus('ready');
+  renderSimilarity();
+  setStatus('ready', state.manifests.length ? 'ready' : 'ready · no web artifacts found');
   if (params.has('bench')) await runBenchmark();
 }
-$('#tfjs-backend').addEventListener('change', () => classify());
-$('#litert-backend').addEventListener('change', () => classify());
-main().catch((e) => { console.error(e); setStatus('error', 'error: ' + (e.message || e)); });
+main().catch((e) => { console.error(e); setStatus('error', `error: ${errText(e)}`); });
