@@ -64,7 +64,7 @@ def minilm(spec: str) -> Source:
     tok = folder / "tokenizer.json"
     pre = {"kind": "text", "tokenizer": {"file": str(tok), "format": "huggingface tokenizers (WordPiece, uncased)"},
            "max_length": SEQ_LEN, "padding": "max_length", "truncation": True, "pad_id": 0, "pad_token": "[PAD]",
-           "dtype": "int64", "inputs": {"token_ids": "input_ids", "attention_mask": "attention_mask"},
+           "inputs": {"token_ids": "input_ids", "attention_mask": "attention_mask"},
            "pooling": "mean over attention_mask, then L2 normalise (inside the model)"}
     return Source("torch", spec, "minilm", sha256_file(folder / "model.safetensors"), model, sig, task="embedding",
                   preprocessing=pre, default_data=SENTENCES)

@@ -181,7 +181,7 @@ def tokenize(texts: list[str], pre: dict, *, root: Path | None = None) -> dict[s
     tok.enable_truncation(n)
     tok.enable_padding(length=n, pad_id=int(pre.get("pad_id", 0)), pad_token=pre.get("pad_token", "[PAD]"))
     enc = tok.encode_batch(texts)
-    dt = numpy_dtype(pre.get("dtype", "int64"))
+    dt = np.dtype(np.int64)  # model_inputs casts to each input's own dtype
     arrays = {"token_ids": np.asarray([e.ids for e in enc], dt), "attention_mask": np.asarray([e.attention_mask for e in enc], dt),
               "token_type_ids": np.asarray([e.type_ids for e in enc], dt)}
     return {name: arrays[role] for role, name in pre.get("inputs", {}).items() if role in arrays}
