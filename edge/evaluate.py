@@ -239,9 +239,10 @@ def evaluate_native(paths, options: EvaluateOptions = EvaluateOptions(), *, veri
 
 
 def evaluate(paths: list[str | Path], options: EvaluateOptions = EvaluateOptions(), *, out: str | Path | None = None,
-             verify: bool = True, browser: str | None = None, quick: bool = False, sources: dict | None = None) -> Report:
-    """Evaluate artifacts natively (each in its own subprocess) and, with ``browser="chromium"``, in headless
-    Chromium; web formats without ``browser`` get a skipped row that says how to measure them.
+             verify: bool = True, browser=None, quick: bool = False, sources: dict | None = None) -> Report:
+    """Evaluate artifacts natively (each in its own subprocess) and, with ``browser="chromium"`` (or an already
+    launched Playwright browser), in headless Chromium at the same thread counts; web formats without ``browser``
+    get a skipped row that says how to measure them.
 
     Example::
 
@@ -255,15 +256,19 @@ def evaluate(paths: list[str | Path], options: EvaluateOptions = EvaluateOptions
                                                  workdir=Path(tmp))
         web = [m for m in manifests if get_target(m.target).browser and m.name in ctx.prepared]
         if browser and web:
-            from edgeport.web.browser import evaluate_in_browser
+            from edgeport.web.browser import browser_capabilities, evaluate_in_browser
 
             groups: dict[str, list[Manifest]] = {}
             for m in web:
                 groups.setdefault(ctx.prepared[m.name].data, []).append(m)
             for spec, ms in groups.items():
-                rows, extra = evaluate_in_browser(ms, spec, ctx.score, quick=quick)
+                rows, extra = evaluate_in_browser(ms, spec, ctx.score, quick=quick,
+                                                  threads=list(dict.fromkeys(resolve_threads(t) for t in options.threads)),
+                                                  browser=None if isinstance(browser, str) else browser)
                 report.merge(rows)
                 report.extra.setdefault("browser", {}).update(extra or {})
+                if browser_capabilities(extra or {}):
+                    report.extra["browser_capabilities"] = browser_capabilities(extra)
         elif web:
             for m in web:
                 if not get_target(m.target).native:

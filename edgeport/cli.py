@@ -14,7 +14,7 @@ os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
 from . import defaults  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from .errors import EdgeportError, InputError  # noqa: E402
+from .errors import ConversionFailed, EdgeportError, InputError, Terminated, describe_os_error  # noqa: E402
 
 
 def _csv(s: str) -> list[str]:
@@ -45,8 +45,21 @@ def cmd_convert(a) -> int:
             raise InputError("give either --input (repeatable) or --input-shape, not both")
         inputs = [parse_shape(a.input_shape)]
     opts = ConvertOptions(calib=a.calib, data=a.data, int8_io=a.int8_io, strict_parity=a.strict_parity)
-    ms = convert(a.model, _csv(a.to), _csv(a.quant), a.out, opts, weights=a.weights, inputs=inputs or None,
-                 task=a.task, imports=a.imports, name=a.name)
+    from .convert import CONVERT_TIMEOUT_S
+
+    timeout = CONVERT_TIMEOUT_S if a.timeout is None else a.timeout
+    if timeout <= 0:
+        raise InputError(f"--timeout must be positive, got {timeout:g}")
+    try:
+        ms = convert(a.model, _csv(a.to), _csv(a.quant), a.out, opts, weights=a.weights, inputs=inputs or None,
+                     task=a.task, imports=a.imports, name=a.name, isolate=True, timeout_s=timeout,
+                     quiet=not a.verbose)
+    except ConversionFailed as e:
+        if e.manifests:
+            print(artifact_table(e.manifests))
+        for name, reason in e.failures:
+            print(f"edgeport: error: {name}: {reason}", file=sys.stderr)
+        return e.exit_code
     print(artifact_table(ms))
     return 0
 
@@ -59,38 +72,76 @@ def _budget(a):
 
 def cmd_evaluate(a) -> int:
     from .config import EvaluateOptions
+    from .console import quiet
+    from .fileio import RunFolder
     from .report import table
 
     opts = EvaluateOptions(threads=tuple(_csv(a.threads)), data=a.data, timeout_s=a.timeout, budget=_budget(a))
-    if a.device != "local":
-        from edgeport.edge.adb import evaluate_adb
+    for p in a.paths:
+        if not Path(p).exists():
+            raise InputError(f"{p} does not exist; pass a folder of artifacts or a manifest written by `edgeport convert`")
+    # The report folder must be writable before minutes of measuring, not after.
+    with RunFolder(a.out) as run, quiet(run.log, enabled=not a.verbose):
+        run.keep_log = True
+        if a.device != "local":
+            from edgeport.edge.adb import evaluate_adb
 
-        report = evaluate_adb(a.paths, opts, device=a.device, tflite_benchmark=a.tflite_benchmark, pte_runner=a.pte_runner)
-        report.budget = opts.budget
-        report.write(a.out)
-    else:
-        from edgeport.edge.evaluate import evaluate
+            report = evaluate_adb(a.paths, opts, device=a.device, tflite_benchmark=a.tflite_benchmark, pte_runner=a.pte_runner)
+            report.budget = opts.budget
+            report.write(a.out)
+        else:
+            from edgeport.edge.evaluate import evaluate
 
-        report = evaluate(a.paths, opts, out=a.out, browser=a.browser, quick=a.quick)
-    print(table(report))
-    print(f"\nreport: {Path(a.out) / 'report.json'} and {Path(a.out) / 'report.html'}")
-    errors = [r for r in report.rows if r.error]
+            report = evaluate(a.paths, opts, out=a.out, browser=a.browser, quick=a.quick)
+        print(table(report))
+        print(f"\nreport: {Path(a.out) / 'report.json'} and {Path(a.out) / 'report.html'}")
+    errors = [r for r in report.rows if r.error and not r.skipped]  # a skipped row (no WebGPU adapter) is no failure
     if errors and a.strict:
         print(f"edgeport: error: {len(errors)} row(s) failed (--strict); first: {errors[0].artifact}: {errors[0].error}", file=sys.stderr)
         return 1
     return 0
 
 
-def cmd_serve(a) -> int:
-    from edgeport.web.server import serve
+def _check_port(port: int) -> None:
+    if not 0 <= port <= 65535:
+        raise InputError(f"--port {port} is out of range; pass 1-65535 (0 picks a free port)")
 
-    return serve(a.dir, host=a.host, port=a.port, data=a.data)
+
+def url(host: str, port: int) -> str:
+    """http://HOST:PORT/ with an IPv6 address in brackets (http://[::]:8765/)."""
+    return f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
+
+
+def cmd_serve(a) -> int:
+    from edgeport.web.server import is_loopback, make_server
+
+    _check_port(a.port)
+    explicit = a.host is not None
+    host = a.host or "127.0.0.1"
+    srv = make_server(a.dir, host, a.port, data=a.data, allow_remote=explicit)
+    h, p = srv.server_address[:2]
+    if not is_loopback(host):
+        print(f"edgeport: WARNING: serving on {url(h, p)}, reachable from other machines", file=sys.stderr)
+    print(f"edgeport: serving {Path(a.dir).resolve()} at {url(h, p)}  (Ctrl-C to stop)", flush=True)
+    try:
+        srv.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        srv.server_close()
+    return 0
 
 
 def cmd_demo(a) -> int:
     from edgeport.demo.main import run_demo
 
-    return run_demo(out=a.out, serve=not a.no_serve, port=a.port, browser=not a.no_browser)
+    from .console import quiet
+    from .fileio import RunFolder
+
+    _check_port(a.port)
+    with RunFolder(a.out) as run, quiet(run.log, enabled=not a.verbose):
+        run.keep_log = True
+        return run_demo(out=a.out, serve=not a.no_serve, port=a.port, browser=not a.no_browser)
 
 
 def _version() -> str:
@@ -103,12 +154,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgeport", allow_abbrev=False,
                                 description="Take a Keras or PyTorch model to TFLite, TF.js, ExecuTorch and more; measure what it costs.")
     p.add_argument("--version", action="version", version=f"edgeport {_version()}")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="show every library's output (by default it goes to edgeport.log in the --out folder)")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="show every library's output (by default it goes to edgeport.log in the --out folder)")
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    s = sub.add_parser("targets", help="print the supported (framework, target, recipe) matrix", allow_abbrev=False)
+    s = sub.add_parser("targets", parents=[common], help="print the supported (framework, target, recipe) matrix", allow_abbrev=False)
     s.set_defaults(fn=cmd_targets)
 
-    s = sub.add_parser("convert", help="convert a model to artifacts with manifests", allow_abbrev=False)
+    s = sub.add_parser("convert", parents=[common], help="convert a model to artifacts with manifests", allow_abbrev=False)
     s.add_argument("--model", required=True, help="builtin:simplecnn-torch | builtin:simplecnn-keras | builtin:minilm | model.keras"
                    " | SavedModel dir | pkg.mod:factory | model.pt2")
     s.add_argument("--to", required=True, help="comma list of targets (see `edgeport targets`)")
@@ -128,9 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--name", default=None, help="artifact base name (default: from the model)")
     s.add_argument("--int8-io", action="store_true", help="full-integer TFLite with int8 input and output")
     s.add_argument("--strict-parity", action="store_true", help="fail when parity is outside the recipe's tolerance")
+    s.add_argument("--timeout", type=float, default=None,
+                   help="per-artifact time limit for a conversion, seconds (default 1800); a hang past it fails that artifact")
     s.set_defaults(fn=cmd_convert)
 
-    s = sub.add_parser("evaluate", help="measure size, accuracy and speed of artifacts with their real runtimes", allow_abbrev=False)
+    s = sub.add_parser("evaluate", parents=[common], help="measure size, accuracy and speed of artifacts with their real runtimes", allow_abbrev=False)
     s.add_argument("paths", nargs="+", help="folders of manifests, or manifest files")
     s.add_argument("--data", default=None, help="a named set (builtin:digits, builtin:sentences) or an .npz with one array per"
                    " input and optional labels y (default: each model's own default set)")
@@ -148,14 +206,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quick", action="store_true", help="fewer timed runs (for smoke tests)")
     s.set_defaults(fn=cmd_evaluate)
 
-    s = sub.add_parser("serve", help="serve the demo page and the artifacts", allow_abbrev=False)
+    s = sub.add_parser("serve", parents=[common], help="serve the demo page and the artifacts", allow_abbrev=False)
     s.add_argument("dir", nargs="?", default="artifacts", help="artifacts folder (default artifacts/)")
     s.add_argument("--host", default=None, help="bind address (default 127.0.0.1); a non-loopback address must be given here")
     s.add_argument("--port", type=int, default=8765)
     s.add_argument("--data", default=None, help="evaluation data for benchmark mode (default: each model's own)")
     s.set_defaults(fn=cmd_serve)
 
-    s = sub.add_parser("demo", help="train, convert everything, evaluate natively and in Chromium, serve the page", allow_abbrev=False)
+    s = sub.add_parser("demo", parents=[common], help="train, convert everything, evaluate natively and in Chromium, serve the page", allow_abbrev=False)
     s.add_argument("--out", default=".", help="where artifacts/ and report/ go (default .)")
     s.add_argument("--no-serve", action="store_true", help="exit after writing the report")
     s.add_argument("--no-browser", action="store_true", help="skip the browser evaluation")
@@ -173,15 +231,32 @@ def _quiet_libraries() -> None:
         warnings.filterwarnings("ignore", category=cat)
 
 
+def _terminate(signum, frame):
+    raise Terminated("SIGTERM")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if argv is None:
-        _quiet_libraries()
+        if not args.verbose:
+            _quiet_libraries()
+        import signal
+
+        signal.signal(signal.SIGTERM, _terminate)  # unwind: staging folders and worker processes are cleaned up
     try:
         return args.fn(args)
     except EdgeportError as e:
         print(f"edgeport: error: {' '.join(str(e).split())}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:  # disk full, read-only or immutable folder, a file where a folder should be ...
+        print(f"edgeport: error: {describe_os_error(e)}", file=sys.stderr)
+        return 2
+    except (OverflowError, UnicodeError) as e:
+        print(f"edgeport: error: {' '.join(str(e).split())}; check the arguments", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("edgeport: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("edgeport: terminated (SIGTERM); staging folders removed", file=sys.stderr)
+        return 143

@@ -2,15 +2,29 @@
 
 The steps, in order (see :func:`convert`): load the source and read its named signature; decide the task; plan the
 (target, recipe) pairs; take calibration and probe rows, kept apart; run the float model on the probe; then for each
-pair convert in a hidden staging folder, measure parity with the real runtime there, move the files into place and
-write the manifest last (a manifest means a complete artifact).
+pair convert in a hidden staging folder, measure parity with the real runtime there, write the manifest there, move
+the files into place and the manifest last (a manifest means a complete artifact).
+
+Isolation: a model given as a spec is converted in a worker process (``python -c ... _worker_main``), one per run,
+replaced after a crash; the worker reports each job's start and end on a pipe, so a segfault or a hang costs the
+artifact it was making, and the other jobs still run. Everything a run stages lives in one
+``.edgeport-run-*.part`` folder of ``out`` (:class:`edgeport.fileio.RunFolder`), removed at the end, on error and
+on SIGTERM, and swept by the next run if the process was killed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import json
 import os
+import select
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,15 +32,20 @@ from typing import Any, Callable
 
 import numpy as np
 
+from . import console
 from . import data as dat
+from . import errors as _errors
 from .config import ConvertOptions
 from .console import log as _log
-from .errors import InputError, ParityError
-from .fileio import sha256_file
-from .manifest import Manifest, file_entries
+from .errors import ConversionFailed, EdgeportError, InputError, ParityError, Terminated, one_line
+from .fileio import RunFolder, sha256_file
+from .manifest import SUFFIX, Manifest, file_entries
 from .metrics import infer_task, parity_record
 from .registry import check_recipe, get_converter, get_target, versions_for
 from .sources import Source, load_source
+
+# Per-job limit for an isolated conversion (the model load of a fresh worker included); a job past it is a hang.
+CONVERT_TIMEOUT_S = float(os.environ.get("EDGEPORT_CONVERT_TIMEOUT_S", "1800"))
 
 
 @dataclass(frozen=True)
@@ -52,6 +71,28 @@ def plan(framework: str, targets: list[str], recipes: list[str]) -> Plan:
     return Plan(tuple(pairs), any(get_recipe(r).needs_calibration for _, r in pairs))
 
 
+@dataclass
+class Shared:
+    """What every job of one source shares: the rows, the float outputs, the manifest fields from the source."""
+
+    src: Source
+    source_record: dict  # the manifest's "source"
+    calib: dict | None
+    probe: dict
+    float_out: dict
+    example: dict
+    meta: dict
+    preprocessing: dict
+    options: ConvertOptions
+
+
+@dataclass
+class Failure:
+    name: str  # the artifact that was not written
+    reason: str  # one line
+    error: EdgeportError | None = None  # a typed error (bad input, unsupported op, parity) rather than a crash
+
+
 def convert(
     model: Any,
     targets: list[str],
@@ -65,87 +106,384 @@ def convert(
     imports: list[str] | None = None,
     name: str | None = None,
     on_done: Callable[[Manifest], None] | None = None,
+    isolate: bool | None = None,
+    timeout_s: float = CONVERT_TIMEOUT_S,
+    quiet: bool | None = None,
 ) -> list[Manifest]:
     """Convert a model to every requested (target, recipe). Returns the manifests written.
 
     ``model`` is a spec (``builtin:*``, ``.keras``, SavedModel folder, ``.pt2``, ``pkg.mod:factory``), a Source, or
     an in-memory keras.Model / torch.nn.Module (then ``inputs`` gives its TensorSpecs for torch).
 
+    Each (target, recipe) is a job of its own; one that fails costs that artifact only:
+
+    - ``isolate`` (default: True for a spec, False for a Source or an in-memory model, which cannot be sent to
+      another process): convert in a worker process, so that a crash (segfault) or a hang past ``timeout_s``
+      seconds is one failed job and the next jobs run in a fresh worker.
+    - When some jobs fail, the others are still written and :class:`edgeport.errors.ConversionFailed` is raised at
+      the end, carrying ``.manifests`` (written) and ``.failures`` (``[(artifact name, reason)]``). When every job
+      fails with an edgeport error (bad input, unsupported op, parity with ``strict_parity``), the first one is
+      raised instead, as it would be for one job.
+    - ``quiet``: True sends every library's output (C++ included, fd level) to ``<out>/edgeport.log`` (the CLI's
+      default); False leaves it on the terminal (``-v``); None (default) keeps this process's output as it is and
+      logs only the worker's.
+
     Example::
 
         from edgeport import convert
         convert("builtin:simplecnn-torch", ["pte", "tflite"], ["fp32", "int8"], "artifacts/")
     """
-    from edgeport.converters.common import Job, cleanup
-
-    src = model if isinstance(model, Source) else load_source(model, weights=weights, inputs=inputs, task=task,
-                                                              imports=imports, name=name)
-    src.task = infer_task(src.signature, task or src.task)
-    for note in src.notes:
-        _log(f"note: {src.name}: {note}")
-    pl = plan(src.framework, targets, recipes)
-    calib, probe, meta = dat.calibration_and_probe(src.signature, src.preprocessing, calib=options.calib, data=options.data,
-                                                   default_data=src.default_data, need_calib=pl.needs_calib,
-                                                   n_calib=options.calib_samples)
-    if probe is None:
-        probe = dat.noise_probe(src.signature)
-        meta["probe"] = {"data": "normal(0,1) seed=0", "indices": list(range(len(next(iter(probe.values())))))} if probe else None
-    if probe is None:
-        raise InputError(f"{src.model_id} has integer inputs ({src.signature.describe_inputs()}); pass --data data.npz"
-                         " (or --calib) with real rows, one array per input, so that parity is measured on valid ids")
-    float_out = src.float_outputs(probe)
-    example = {k: v[:1] for k, v in probe.items()}
-
+    if isolate is None:
+        isolate = isinstance(model, str)
+    if isolate and not isinstance(model, str):
+        raise InputError(f"isolate=True needs a model spec (a path, builtin:* or pkg.mod:factory), not a"
+                         f" {type(model).__name__}; in-memory models convert in this process (isolate=False)")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    preprocessing = _place_preprocessing_files(src.preprocessing, out)
-    written: list[Manifest] = []
+    with RunFolder(out) as run, _sigterm_raises(), console.quiet(run.log, enabled=bool(quiet)):
+        for n in run.removed:
+            _log(f"removed {out / n}: staging left by an interrupted run")
+        src = model if isinstance(model, Source) else load_source(model, weights=weights, inputs=inputs, task=task,
+                                                                  imports=imports, name=name)
+        src.task = infer_task(src.signature, task or src.task)
+        for note in src.notes:
+            _log(f"note: {src.name}: {note}")
+        pl = plan(src.framework, targets, recipes)
+        _check_collisions(src, pl, out)
+        calib, probe, meta = dat.calibration_and_probe(src.signature, src.preprocessing, calib=options.calib,
+                                                       data=options.data, default_data=src.default_data,
+                                                       need_calib=pl.needs_calib, n_calib=options.calib_samples)
+        if probe is None:
+            probe = dat.noise_probe(src.signature)
+            meta["probe"] = {"data": "normal(0,1) seed=0", "indices": list(range(len(next(iter(probe.values())))))} if probe else None
+        if probe is None:
+            raise InputError(f"{src.model_id} has integer inputs ({src.signature.describe_inputs()}); pass --data data.npz"
+                             " (or --calib) with real rows, one array per input, so that parity is measured on valid ids")
+        float_out = src.float_outputs(probe)
+        example = {k: v[:1] for k, v in probe.items()}
+        shared = Shared(src, _source_record(src), calib, probe, float_out, example, meta,
+                        _place_preprocessing_files(src.preprocessing, out, run.dir), options)
+        run.keep_log = quiet is not False
+        jobs = list(enumerate(pl.pairs, 1))
+        results: dict[int, Manifest | Failure] = {}
+
+        def finished(i: int, res: Manifest | Failure, seconds: float | None = None) -> None:
+            results[i] = res
+            if isinstance(res, Failure):
+                _log(f"    FAILED: {res.reason}")
+            else:
+                _log(f"    {res.total_bytes:,} B in {res.conversion.get('seconds', 0):.1f}s; parity: {parity_summary(res)}")
+                if on_done:
+                    on_done(res)
+
+        def started(i: int) -> None:
+            t, r = pl.pairs[i - 1]
+            _log(f"[{i}/{len(pl.pairs)}] {src.name} -> {t} {r} ({get_converter(src.framework, t).tool}) ...")
+
+        if isolate:
+            _run_isolated(model, dict(weights=weights, inputs=inputs, task=task, imports=imports, name=name), shared,
+                          jobs, out, run, timeout_s, log_to_file=quiet is not False, started=started, finished=finished)
+        else:
+            _run_in_process(shared, jobs, out, run.dir, started=started, finished=finished)
+        written = [r for _, r in sorted(results.items()) if isinstance(r, Manifest)]
+        failed = [r for _, r in sorted(results.items()) if isinstance(r, Failure)]
+        if not failed:
+            run.keep_log = bool(quiet)
+            return written
+        if not written and all(f.error is not None for f in failed):
+            run.keep_log = False
+            raise failed[0].error
+        log = str(run.kept_log) if run.keep_log else None
+        raise ConversionFailed(written, [(f.name, f.reason) for f in failed], log=log)
+
+
+def _source_record(src: Source) -> dict:
+    return {"framework": src.framework, "model": src.model_id, "sha256": src.sha256, "weights": src.weights,
+            "default_data": src.default_data, "notes": src.notes}
+
+
+def _check_collisions(src: Source, pl: Plan, out: Path) -> None:
+    """Refuse to overwrite an artifact of the same name that another model made (a different source and sha256)."""
+    for t, r in pl.pairs:
+        p = out / f"{src.name}.{r}.{t}{SUFFIX}"
+        if not p.is_file():
+            continue
+        try:
+            other = json.loads(p.read_text()).get("source") or {}
+        except (OSError, ValueError, AttributeError):
+            continue  # unreadable: the new artifact replaces it
+        if not isinstance(other, dict):
+            continue
+        if other.get("sha256") != src.sha256 and other.get("model") != src.model_id:
+            raise InputError(f"{p} was converted from another model ({other.get('model')}); converting {src.model_id}"
+                             f" would overwrite it; pass --name NEW_NAME (or another --out) to keep both")
+
+
+def _run_in_process(shared: Shared, jobs, out: Path, staging: Path, *, started, finished) -> None:
+    from edgeport.converters.common import cleanup
+
     cache: dict = {}
     try:
-        for i, (t, r) in enumerate(pl.pairs, 1):
-            conv = get_converter(src.framework, t)
-            base = f"{src.name}.{r}"
-            _log(f"[{i}/{len(pl.pairs)}] {src.name} -> {t} {r} ({conv.tool}) ...")
-            t0 = time.perf_counter()
-            work = Path(tempfile.mkdtemp(prefix=f".{base}.{t}.", suffix=".part", dir=out))
+        for i, (t, r) in jobs:
+            started(i)
             try:
-                job = Job(src, r, work, base, calib if r == "int8" else None, options, example, cache)
-                produced = conv.fn(job)
-                seconds = time.perf_counter() - t0
-                m = Manifest(
-                    name=f"{base}.{t}",
-                    source={"framework": src.framework, "model": src.model_id, "sha256": src.sha256, "weights": src.weights,
-                            "default_data": src.default_data,
-                            "notes": src.notes},
-                    target=t, recipe=r, task=src.task, entry=produced.entry,
-                    files=file_entries(work, produced.files),
-                    signature=produced.signature.to_dict(),
-                    preprocessing=preprocessing,
-                    parity={"status": "pending"},
-                    probe={},
-                    calibration=meta.get("calibration") if r == "int8" else None,
-                    delegation=produced.delegation,
-                    conversion={"converter": conv.tool, "seconds": round(seconds, 3), "notes": produced.notes},
-                    quantization=produced.quantization,
-                    tools=versions_for(t),
-                )
-                probe_file = f"{m.name}.probe.npz"
-                np.savez(work / probe_file, **{f"in:{k}": v for k, v in probe.items()},
-                         **{f"out:{k}": v for k, v in float_out.items()})
-                m.probe = {**(meta.get("probe") or {}), "file": probe_file, "sha256": sha256_file(work / probe_file),
-                           "samples": int(len(next(iter(probe.values()))))}
-                m.path = work / (m.name + ".manifest.json")
-                _measure_parity(m, probe, float_out, options)
-                _publish(work, out, (produced.moved or produced.files) + [probe_file], m)
-            finally:
-                shutil.rmtree(work, ignore_errors=True)
-            _log(f"    {m.total_bytes:,} B in {seconds:.1f}s; parity: {parity_summary(m)}")
-            written.append(m)
-            if on_done:
-                on_done(m)
+                finished(i, convert_one(shared, t, r, out, staging, cache))
+            except EdgeportError as e:
+                finished(i, Failure(f"{shared.src.name}.{r}.{t}", " ".join(str(e).split()), e))
+            except Exception as e:  # a converter bug: this artifact fails, the others go on
+                finished(i, Failure(f"{shared.src.name}.{r}.{t}", f"{type(e).__name__}: {one_line(e, 300)}"))
     finally:
         cleanup(cache)
-    return written
+
+
+def convert_one(shared: Shared, t: str, r: str, out: Path, staging: Path, cache: dict) -> Manifest:
+    """One (target, recipe): convert in a staging folder, measure parity there, then publish. Returns the manifest."""
+    from edgeport.converters.common import Job
+
+    src, options = shared.src, shared.options
+    conv = get_converter(src.framework, t)
+    base = f"{src.name}.{r}"
+    t0 = time.perf_counter()
+    work = Path(tempfile.mkdtemp(prefix=f"{base}.{t}.", dir=staging))
+    try:
+        job = Job(src, r, work, base, shared.calib if r == "int8" else None, options, shared.example, cache)
+        produced = conv.fn(job)
+        seconds = time.perf_counter() - t0
+        m = Manifest(
+            name=f"{base}.{t}",
+            source=dict(shared.source_record),
+            target=t, recipe=r, task=src.task, entry=produced.entry,
+            files=file_entries(work, produced.files),
+            signature=produced.signature.to_dict(),
+            preprocessing=shared.preprocessing,
+            parity={"status": "pending"},
+            probe={},
+            calibration=shared.meta.get("calibration") if r == "int8" else None,
+            delegation=produced.delegation,
+            conversion={"converter": conv.tool, "seconds": round(seconds, 3), "notes": produced.notes},
+            quantization=produced.quantization,
+            tools=versions_for(t),
+        )
+        probe_file = f"{m.name}.probe.npz"
+        np.savez(work / probe_file, **{f"in:{k}": v for k, v in shared.probe.items()},
+                 **{f"out:{k}": v for k, v in shared.float_out.items()})
+        m.probe = {**(shared.meta.get("probe") or {}), "file": probe_file, "sha256": sha256_file(work / probe_file),
+                   "samples": int(len(next(iter(shared.probe.values()))))}
+        m.path = work / (m.name + SUFFIX)
+        _measure_parity(m, shared.probe, shared.float_out, options)
+        _publish(work, out, (produced.moved or produced.files) + [probe_file], m)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return m
+
+
+# ------------------------------------------------------------------------------------------------ isolation
+@contextlib.contextmanager
+def _sigterm_raises():
+    """In the main thread, turn SIGTERM into :class:`Terminated` so that ``finally`` blocks (worker kill, staging
+    removal) run; a handler someone else installed is left alone."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) not in (
+            signal.SIG_DFL, None):
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated("SIGTERM")
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _signal_name(rc: int) -> str:
+    try:
+        return signal.Signals(-rc).name
+    except ValueError:
+        return f"signal {-rc}"
+
+
+def _typed(kind: str, msg: str) -> EdgeportError:
+    """Rebuild a worker's typed error in this process (same class, same message)."""
+    cls = getattr(_errors, kind, None)
+    if not (isinstance(cls, type) and issubclass(cls, EdgeportError)):
+        cls = EdgeportError
+    e = cls.__new__(cls)
+    ValueError.__init__(e, msg)
+    return e
+
+
+def _run_isolated(spec: str, load_kw: dict, shared: Shared, jobs, out: Path, run: RunFolder, timeout_s: float, *,
+                  log_to_file: bool, started, finished) -> None:
+    """Run the jobs in worker processes: one worker takes them in order; after a crash or a hang the job it was on
+    fails and a fresh worker takes the rest."""
+    arrays = run.dir / "arrays.npz"
+    blobs = {f"probe:{k}": v for k, v in shared.probe.items()}
+    blobs.update({f"float:{k}": v for k, v in shared.float_out.items()})
+    blobs.update({f"calib:{k}": v for k, v in (shared.calib or {}).items()})
+    np.savez(arrays, **blobs)
+    weights_file = None
+    if shared.src.framework == "torch" and not hasattr(shared.src.model, "graph_signature"):
+        # The worker rebuilds the module from the spec; these are the exact weights the float reference came from
+        # (a factory without --weights initialises randomly in each process).
+        from safetensors.torch import save_model
+
+        weights_file = run.dir / "weights.safetensors"
+        save_model(shared.src.model, str(weights_file))
+    payload = {
+        "spec": spec, "load": {**load_kw, "inputs": [s.to_dict() for s in load_kw.get("inputs") or []] or None},
+        "sys_path": list(sys.path), "source": shared.source_record, "task": shared.src.task, "name": shared.src.name,
+        "signature": shared.src.signature.to_dict(), "weights_file": str(weights_file) if weights_file else None,
+        "arrays": str(arrays), "meta": shared.meta, "preprocessing": shared.preprocessing,
+        "options": dataclasses.asdict(shared.options), "out": str(out.resolve()), "staging": str(run.dir),
+    }
+    names = {i: f"{shared.src.name}.{r}.{t}" for i, (t, r) in jobs}
+    pending = [i for i, _ in jobs]
+    pairs = dict(jobs)
+    where = f"; see {run.kept_log}" if log_to_file else ""
+    n_worker = 0
+    while pending:
+        n_worker += 1
+        jp = run.dir / f"worker-{n_worker}.json"
+        jp.write_text(json.dumps({**payload, "jobs": [[i, *pairs[i]] for i in pending]}, default=str))
+        rfd, wfd = os.pipe()
+        logf = open(run.log, "ab") if log_to_file else None
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", "from edgeport.convert import _worker_main; raise SystemExit(_worker_main())",
+                 str(jp), str(wfd)],
+                pass_fds=(wfd,), stdin=subprocess.DEVNULL, stdout=logf if logf else 2,
+                stderr=subprocess.STDOUT, start_new_session=True)
+        finally:
+            os.close(wfd)
+            if logf:
+                logf.close()
+        current, progressed, fatal, timed_out = None, False, None, False
+        deadline = time.monotonic() + timeout_s
+        buf = b""
+        try:
+            while True:
+                ready, _, _ = select.select([rfd], [], [], max(0.0, deadline - time.monotonic()))
+                if not ready:
+                    timed_out = True
+                    break
+                chunk = os.read(rfd, 1 << 16)
+                if not chunk:
+                    break
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    ev = json.loads(line)
+                    if ev["event"] == "start":
+                        current, deadline = ev["i"], time.monotonic() + timeout_s
+                        started(current)
+                    elif ev["event"] in ("done", "failed"):
+                        i = ev["i"]
+                        if ev["event"] == "done":
+                            res: Manifest | Failure = Manifest.read(ev["manifest"])
+                        else:
+                            err = _typed(ev["kind"], ev["error"]) if ev.get("kind") else None
+                            res = Failure(names[i], ev["error"], err)
+                        pending.remove(i)
+                        current, progressed = None, True
+                        finished(i, res)
+                    elif ev["event"] == "fatal":
+                        fatal = ev
+        finally:
+            os.close(rfd)
+            if proc.poll() is None:
+                with contextlib.suppress(OSError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        if fatal is not None:  # the worker could not even load the model: every remaining job fails the same way
+            for i in list(pending):
+                err = _typed(fatal["kind"], fatal["error"]) if fatal.get("kind") else None
+                finished(i, Failure(names[i], fatal["error"], err))
+                pending.remove(i)
+            break
+        if timed_out and current is None:  # stuck loading the model: a fresh worker would be stuck the same way
+            for i in list(pending):
+                finished(i, Failure(names[i], f"timed out after {timeout_s:g}s loading the model in the worker{where}"))
+                pending.remove(i)
+            break
+        if current is not None:
+            i = current
+            rc = proc.returncode
+            if timed_out:
+                why = f"timed out after {timeout_s:g}s (converter hung); raise --timeout or check the model{where}"
+            elif rc is not None and rc < 0:
+                why = f"converter crashed ({_signal_name(rc)}); the other artifacts were still converted{where}"
+            else:
+                why = f"converter process exited with status {rc} without a result{where}"
+            finished(i, Failure(names[i], why))
+            pending.remove(i)
+        elif pending and not progressed:  # died between jobs without converting anything: do not loop forever
+            for i in list(pending):
+                finished(i, Failure(names[i], f"worker process exited with status {proc.returncode}{where}"))
+                pending.remove(i)
+
+
+def _worker_main() -> int:
+    """The worker: ``python -c 'from edgeport.convert import _worker_main; ...' JOB.json STATUS_FD``."""
+    job = json.loads(Path(sys.argv[1]).read_text())
+    status = os.fdopen(int(sys.argv[2]), "w", buffering=1)
+
+    def emit(**kw) -> None:
+        status.write(json.dumps(kw) + "\n")
+        status.flush()
+
+    with contextlib.suppress(Exception):  # die with the parent (Linux): never publish into a folder nobody watches
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    for p in reversed(job["sys_path"]):
+        if p not in sys.path:
+            sys.path.insert(0, p)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+    def kind(e: BaseException) -> str | None:
+        return type(e).__name__ if isinstance(e, EdgeportError) else None
+
+    def text(e: BaseException) -> str:
+        return " ".join(str(e).split()) if isinstance(e, EdgeportError) else f"{type(e).__name__}: {one_line(e, 300)}"
+
+    try:
+        from .signature import Signature, TensorSpec
+
+        kw = dict(job["load"])
+        kw["inputs"] = [TensorSpec.from_dict(d) for d in kw["inputs"]] if kw.get("inputs") else None
+        src = load_source(job["spec"], **kw)
+        if job["weights_file"]:
+            from safetensors.torch import load_model
+
+            load_model(src.model, job["weights_file"])
+            src.model.eval()
+        elif not str(src.sha256).startswith("in-memory:") and src.sha256 != job["source"]["sha256"]:
+            raise InputError(f"{job['spec']} changed on disk during the conversion (sha256 differs); run again")
+        src.task, src.name = job["task"], job["name"]
+        src.signature = Signature.from_dict(job["signature"])
+        with np.load(job["arrays"], allow_pickle=False) as z:
+            part = {p: {k.split(":", 1)[1]: z[k] for k in z.files if k.startswith(p + ":")} for p in ("probe", "float", "calib")}
+        probe = part["probe"]
+        shared = Shared(src, job["source"], part["calib"] or None, probe, part["float"], {k: v[:1] for k, v in probe.items()},
+                        job["meta"], job["preprocessing"], ConvertOptions(**job["options"]))
+    except Exception as e:
+        emit(event="fatal", error=text(e), kind=kind(e))
+        return 0
+    from edgeport.converters.common import cleanup
+
+    cache: dict = {}
+    try:
+        for i, t, r in job["jobs"]:
+            emit(event="start", i=i)
+            try:
+                m = convert_one(shared, t, r, Path(job["out"]), Path(job["staging"]), cache)
+                emit(event="done", i=i, manifest=str(m.path))
+            except Exception as e:
+                emit(event="failed", i=i, error=text(e), kind=kind(e))
+    finally:
+        cleanup(cache)
+    return 0
 
 
 def parity_summary(m: Manifest) -> str:
@@ -162,7 +500,7 @@ def parity_summary(m: Manifest) -> str:
     return s + ("" if p.get("within_tolerance") else " (OUT OF TOLERANCE)")
 
 
-def _place_preprocessing_files(pre: dict, out: Path) -> dict:
+def _place_preprocessing_files(pre: dict, out: Path, staging: Path) -> dict:
     """Copy a tokenizer file beside the artifacts and record it by relative name and sha256, so that an app (and
     the page) can reproduce the inputs from the artifact folder alone."""
     pre = dict(pre or {"kind": "tensor"})
@@ -172,7 +510,7 @@ def _place_preprocessing_files(pre: dict, out: Path) -> dict:
         sha = sha256_file(src)
         dest = out / f"tokenizer-{sha[:12]}.json"
         if not dest.is_file():
-            tmp = out / f".{dest.name}.part"
+            tmp = staging / dest.name
             shutil.copyfile(src, tmp)
             os.replace(tmp, dest)
         pre["tokenizer"] = {**pre["tokenizer"], "file": dest.name, "sha256": sha}
@@ -196,13 +534,28 @@ def _measure_parity(m: Manifest, probe: dict, float_out: dict, options: ConvertO
 
 
 def _publish(work: Path, out: Path, names: list[str], m: Manifest) -> None:
-    """Move artifact files into place, then write the manifest last: a manifest means a complete artifact."""
-    stale = out / (m.name + ".manifest.json")
-    if stale.exists():
-        stale.unlink()  # the old artifact is being replaced; never leave a manifest pointing at new files
-    for n in names:
-        dest = out / n
-        if dest.is_dir():
-            shutil.rmtree(dest)
-        os.replace(work / n, dest)
-    m.write(out)
+    """Write the manifest in the staging folder (where a full disk fails harmlessly), move the artifact's files into
+    place, then the manifest last: a manifest means a complete artifact. Moves are renames; if one fails, the files
+    already moved are removed again, so no file is left without its manifest."""
+    staged = m.write(work)
+    final = out / staged.name
+    if final.exists():
+        final.unlink()  # the old artifact is being replaced; never leave a manifest pointing at new files
+    moved: list[Path] = []
+    try:
+        for n in names:
+            dest = out / n
+            if dest.is_dir() and not dest.is_symlink():
+                shutil.rmtree(dest)
+            os.replace(work / n, dest)
+            moved.append(dest)
+        os.replace(staged, final)
+    except BaseException:
+        for d in moved:
+            if d.is_dir() and not d.is_symlink():
+                shutil.rmtree(d, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    d.unlink()
+        raise
+    m.path = final

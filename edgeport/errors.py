@@ -46,3 +46,40 @@ def one_line(exc: BaseException, limit: int = 400) -> str:
     if len(first) > limit:
         first = first[: limit - 3] + "..."
     return first
+
+
+class ConversionFailed(EdgeportError):
+    """Some (target, recipe) conversions failed (a converter error, a crash or a hang) while the run went on.
+
+    ``manifests``: the artifacts that were written (complete, with manifests); ``failures``: ``[(artifact name,
+    one-line reason)]``. The CLI prints the table of what was written and one line per failure, and exits 1.
+    """
+
+    exit_code = 1
+
+    def __init__(self, manifests: list, failures: list[tuple[str, str]], log: str | None = None):
+        self.manifests = manifests
+        self.failures = failures
+        self.log = log
+        names = ", ".join(n for n, _ in failures)
+        super().__init__(f"{len(failures)} of {len(failures) + len(manifests)} conversion(s) failed ({names});"
+                         f" the others were written" + (f"; tool output is in {log}" if log else ""))
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: raised in the main thread so that staging folders and workers are cleaned up."""
+
+
+def describe_os_error(e: OSError, what: str = "") -> str:
+    """An OSError as one line that names the file, the problem and the fix."""
+    import errno
+
+    where = e.filename or what or "a file"
+    reason = e.strerror or type(e).__name__
+    fix = {errno.ENOSPC: "free disk space (or pass another --out) and run again",
+           errno.EDQUOT: "free disk space (or pass another --out) and run again",
+           errno.EACCES: "pass a folder you can write to", errno.EPERM: "pass a folder you can write to (check chattr -i)",
+           errno.EROFS: "pass a folder on a writable file system", errno.ENAMETOOLONG: "use a shorter path",
+           errno.ENOTDIR: "a path component is a file, not a folder; pass a folder",
+           errno.EEXIST: "it is a file, not a folder; pass a folder"}.get(e.errno, "check the path and permissions")
+    return f"{where}: {reason}; {fix}"

@@ -7,11 +7,90 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from .errors import ArtifactError
-from .fileio import sha256_file, write_text_atomic
+from .fileio import inside, sha256_file, write_text_atomic
 
 SCHEMA = 2
 SUFFIX = ".manifest.json"
+
+
+# ------------------------------------------------------------------------------------------------ the schema
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+class FileEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    path: str = Field(min_length=1)
+    bytes: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class SourceModel(_Strict):
+    framework: str
+    model: str = Field(min_length=1)
+    sha256: str | None = None
+
+
+class TensorModel(_Strict):
+    name: str = Field(min_length=1)
+    dtype: str
+    shape: list[int]
+
+
+class SignatureModel(_Strict):
+    inputs: list[TensorModel] = Field(min_length=1)
+    outputs: list[TensorModel] = Field(min_length=1)
+
+
+class PreprocessingModel(_Strict):
+    kind: str
+
+
+class ManifestModel(BaseModel):
+    """The JSON schema of a manifest (schema 2), checked before any field is used."""
+
+    model_config = ConfigDict(extra="ignore", strict=True, populate_by_name=True)
+    schema_: int = Field(alias="schema")
+    name: str = Field(min_length=1, pattern=r"^[^/\\\x00]+$")
+    source: SourceModel
+    target: str = Field(min_length=1)
+    recipe: str = Field(min_length=1)
+    entry: str = Field(min_length=1)
+    files: list[FileEntry] = Field(min_length=1)
+    signature: SignatureModel
+    preprocessing: PreprocessingModel
+    parity: dict
+    probe: dict
+    task: str = "classification"
+    calibration: dict | None = None
+    delegation: dict | None = None
+    conversion: dict = {}
+    quantization: dict | None = None
+    tools: dict = {}
+
+    def model_dump(self, **kw):  # the dataclass fields, nested models as plain dicts (extra keys kept)
+        d = super().model_dump(**kw)
+        d.pop("schema_", None)
+        d["schema"] = self.schema_
+        return d
+
+
+_FIXES = {"missing": "is missing", "list_type": "must be a list", "dict_type": "must be an object",
+          "model_type": "must be an object", "string_type": "must be a string", "int_type": "must be an integer"}
+
+
+def _first_problem(e: ValidationError) -> str:
+    """The first schema violation, as ``field 'files': must be a list (got str)``; the count of the others."""
+    errs = e.errors()
+    first = errs[0]
+    loc = ".".join(str(x) for x in first["loc"]) or "(top level)"
+    what = _FIXES.get(first["type"], first["msg"].lower())
+    got = "" if first["type"] == "missing" else f" (got {type(first.get('input')).__name__})"
+    more = f" and {len(errs) - 1} more problem(s)" if len(errs) > 1 else ""
+    return f"field {loc!r} {what}{got}{more}"
 
 
 @dataclass
@@ -50,30 +129,63 @@ class Manifest:
 
     @classmethod
     def read(cls, path: str | Path) -> "Manifest":
+        """Read and validate a manifest: its schema (:class:`ManifestModel`), then every file it names must stay
+        inside its folder. Any problem is one ArtifactError naming it and the fix."""
         p = Path(path)
         if not p.is_file():
             raise ArtifactError(f"manifest not found: {p}; run `edgeport convert` first or pass an existing *{SUFFIX}")
         try:
-            d: dict[str, Any] = json.loads(p.read_text())
+            d: Any = json.loads(p.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ArtifactError(f"{p}: not valid JSON ({e.msg if hasattr(e, 'msg') else e}); re-run `edgeport convert`") from None
+        except OSError as e:
+            raise ArtifactError(f"{p}: cannot read ({e.strerror}); check the file's permissions") from None
+        m = cls.from_dict(d, where=str(p))
+        m.path = p
+        m.check_paths()
+        return m
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "manifest") -> "Manifest":
+        if not isinstance(d, dict):
+            raise ArtifactError(f"{where}: holds a JSON {type(d).__name__}, not an object; this is not an edgeport"
+                                " manifest (re-run `edgeport convert`)")
         schema = d.get("schema")
-        if not isinstance(schema, int):
-            raise ArtifactError(f"{p}: no integer 'schema' field; this is not an edgeport manifest")
+        if not isinstance(schema, int) or isinstance(schema, bool):
+            raise ArtifactError(f"{where}: no integer 'schema' field; this is not an edgeport manifest")
         if schema > SCHEMA:
             raise ArtifactError(
-                f"{p}: manifest schema {schema} is newer than this edgeport understands ({SCHEMA}); upgrade edgeport"
+                f"{where}: manifest schema {schema} is newer than this edgeport understands ({SCHEMA}); upgrade edgeport"
             )
         if schema < SCHEMA:
-            raise ArtifactError(f"{p}: manifest schema {schema} predates named multi-tensor signatures ({SCHEMA});"
+            raise ArtifactError(f"{where}: manifest schema {schema} predates named multi-tensor signatures ({SCHEMA});"
                                 " re-run `edgeport convert` for this artifact")
-        known = set(cls.__dataclass_fields__) - {"path"}
-        missing = [k for k in ("name", "source", "target", "recipe", "entry", "files", "signature") if k not in d]
-        if missing:
-            raise ArtifactError(f"{p}: manifest lacks {', '.join(missing)}; re-run `edgeport convert`")
-        m = cls(**{k: v for k, v in d.items() if k in known})
-        m.path = p
-        return m
+        try:
+            v = ManifestModel.model_validate(d)
+        except ValidationError as e:
+            raise ArtifactError(f"{where}: {_first_problem(e)}; re-run `edgeport convert` for this artifact") from None
+        return cls(**v.model_dump(by_alias=False))
+
+    def check_paths(self) -> None:
+        """Every file the manifest names (files, entry, probe sidecar, tokenizer) stays inside its folder."""
+        self.file_path(self.entry, "entry")
+        for f in self.files:
+            self.file_path(f["path"], "files entry")
+        if (self.probe or {}).get("file"):
+            self.file_path(self.probe["file"], "probe file")
+        tok = (self.preprocessing.get("tokenizer") or {}).get("file") if isinstance(self.preprocessing, dict) else None
+        if tok:
+            self.file_path(tok, "tokenizer file")
+        if self.entry not in {f["path"] for f in self.files} and not any(
+                self.entry.startswith(f["path"].rstrip("/") + "/") for f in self.files):
+            raise ArtifactError(f"{self.name}: entry {self.entry!r} is not among its files; re-run `edgeport convert`")
+
+    def file_path(self, rel: str, what: str = "file") -> Path:
+        """The absolute path of a file named by this manifest, checked to stay inside the manifest's folder."""
+        try:
+            return inside(self.folder, rel, what)
+        except ArtifactError as e:
+            raise ArtifactError(f"{self.path}: {e}") from None
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -83,7 +195,7 @@ class Manifest:
 
     @property
     def entry_path(self) -> Path:
-        return self.folder / self.entry
+        return self.file_path(self.entry, "entry")
 
     @property
     def total_bytes(self) -> int:
@@ -93,13 +205,13 @@ class Manifest:
         """What a download costs: every file gzip-compressed at level 9."""
         import gzip
 
-        return sum(len(gzip.compress((self.folder / f["path"]).read_bytes(), 9)) for f in self.files)
+        return sum(len(gzip.compress(self.file_path(f["path"]).read_bytes(), 9)) for f in self.files)
 
     def check_files(self, *, hashes: bool = True) -> None:
         """Raise ArtifactError naming every file that is missing or whose size/hash differs."""
         problems = []
         for f in self.files:
-            fp = self.folder / f["path"]
+            fp = self.file_path(f["path"], "files entry")
             if not fp.is_file():
                 problems.append(f"missing {f['path']}")
             elif fp.stat().st_size != f["bytes"]:
@@ -126,7 +238,7 @@ class Manifest:
         f = (self.probe or {}).get("file")
         if not f:
             return None
-        p = self.folder / f
+        p = self.file_path(f, "probe file")
         if not p.is_file():
             return None
         with np.load(p, allow_pickle=False) as z:

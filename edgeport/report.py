@@ -243,30 +243,119 @@ def _marks(report: Report) -> dict:
     return mark
 
 
+# Browser rows beside native ones: the same artifact at the same thread count, browser p50 / native p50.
+def _native_p50(report: Report) -> dict:
+    """(artifact, threads) -> the native (device "local") p50 of that artifact at that thread count."""
+    out = {}
+    for r in report.rows:
+        if r.device == "local" and r.error is None and not r.skipped and _p50(r) != float("inf"):
+            out.setdefault((r.artifact, r.threads), _p50(r))
+    return out
+
+
+def _is_browser(r: Row) -> bool:
+    return r.device == "chromium"
+
+
+def _ratio(r: Row, native: dict) -> float | None:
+    """Browser p50 over native p50 of the same artifact at the same threads; None for other rows."""
+    base = native.get((r.artifact, r.threads)) if _is_browser(r) and not (r.error or r.skipped) else None
+    return _p50(r) / base if base and _p50(r) != float("inf") else None
+
+
+def _fmt_ratio(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}x"
+
+
+def _not_deployable(r: Row) -> str:
+    """Why a browser row is a reference, not a way to ship (TF.js cpu: plain JS; WebGL on a software rasterizer)."""
+    if not _is_browser(r):
+        return ""
+    if r.runtime == "tfjs" and r.backend == "cpu":
+        return "TF.js cpu (plain JS): reference only, not a deployment choice"
+    if r.backend == "webgl" and "software" in (r.build or "").lower():
+        return f"{r.build}: CPU-emulated WebGL, not a deployment choice"
+    return ""
+
+
+def _short_build(b: str | None) -> str:
+    """A build without its trailing parenthesis (the wasm file), for the terminal."""
+    if not b:
+        return "-"
+    return b[: b.rindex(" (")] if b.endswith(")") and " (" in b and not b.startswith("software GL") else b
+
+
+def _arranged(rows: list[Row]) -> list[Row]:
+    """Rows grouped by artifact (artifacts in the given order), each group by thread count, the native row first
+    and the browser rows of the same thread count right after it (fastest first)."""
+    groups: dict[str, list[Row]] = {}
+    for r in rows:
+        groups.setdefault(r.artifact, []).append(r)
+
+    def order(r: Row):
+        return (r.error is not None or bool(r.skipped), r.threads is None, r.threads or 0, _is_browser(r), _p50(r))
+
+    return [r for g in groups.values() for r in sorted(g, key=order)]
+
+
+def browser_fastest(report: Report, budget: Budget | None = None) -> dict[str, Row]:
+    """Per source model: the fastest browser setup (runtime, backend, build, threads) within the budget."""
+    b = budget or report.budget
+    out: dict[str, Row] = {}
+    for r in report.rows:
+        if _is_browser(r) and r.within(b) and _p50(r) != float("inf") and not _not_deployable(r):
+            if r.source not in out or _p50(r) < _p50(out[r.source]):
+                out[r.source] = r
+    return out
+
+
+def _describe_setup(r: Row, native: dict) -> str:
+    ratio = _ratio(r, native)
+    return (f"{r.artifact} {r.runtime}/{r.backend}" + (f" [{_short_build(r.build)}]" if r.build else "")
+            + f" @{r.threads}t ({_p50(r):.3f} ms" + (f", {ratio:.2f}x native" if ratio else "") + ")")
+
+
+def capabilities_line(report: Report) -> str | None:
+    """What the browser offered, from report.extra["browser_capabilities"], as one line."""
+    c = report.extra.get("browser_capabilities")
+    if not c:
+        return None
+    yes = lambda v: "yes" if v is True else ("no" if not v else str(v))  # noqa: E731
+    gl = c.get("webgl")
+    gl = ("software (SwiftShader)" if "swiftshader" in str(gl).lower() else yes(gl)) if gl is not None else "?"
+    ua = str(c.get("userAgent", ""))
+    name = next((t for t in ua.split() if t.startswith(("HeadlessChrome/", "Chrome/", "Firefox/"))), "browser")
+    return (f"{name}: cross-origin isolated {yes(c.get('crossOriginIsolated'))}, SIMD {yes(c.get('simd'))},"
+            f" relaxed SIMD {yes(c.get('relaxedSimd'))}, threads {yes(c.get('threads'))}"
+            f" ({c.get('hardwareConcurrency', '?')} cores), WebGPU {yes(c.get('webgpu'))}, WebNN {yes(c.get('webnn'))},"
+            f" WebGL {gl}")
+
+
 def table(report: Report, budget: Budget | None = None) -> str:
     """Terminal tables, one per source model with its task's metrics: rows within budget first, smallest first."""
     if budget is not None:
         report.budget = budget
-    b, mark, out = report.budget, _marks(report), []
+    b, mark, out, native = report.budget, _marks(report), [], _native_p50(report)
     for src in report.sources() + (["?"] if any(r.source == "?" for r in report.rows) else []):
-        rows = _source_rows(report, src) if src != "?" else [r for r in report.rows if r.source == "?"]
+        rows = _arranged(_source_rows(report, src)) if src != "?" else [r for r in report.rows if r.source == "?"]
         task = rows[0].task if rows else "classification"
         cols = TASK_COLUMNS[task]
-        head = ("artifact", "runtime/backend", "thr", "size", "gzip", *[c[0] for c in cols], "p50 ms", "p90 ms", "load ms",
-                "deleg", "note")
+        head = ("artifact", "runtime/backend", "build", "thr", "size", "gzip", *[c[0] for c in cols], "p50 ms",
+                "x native", "p90 ms", "load ms", "deleg", "note")
         lines = [head]
         for r in rows:
             if r.error or r.skipped:
                 why = ("ERROR: " + r.error[:100]) if r.error else "skipped: " + r.skipped[:100]
-                lines.append((r.artifact, f"{r.runtime}/{r.backend}", _fmt(r.threads, "d"), _fmt_bytes(r.bytes), "",
-                              *[""] * len(cols), "", "", "", "", why))
+                lines.append((r.artifact, f"{r.runtime}/{r.backend}", _short_build(r.build), _fmt(r.threads, "d"),
+                              _fmt_bytes(r.bytes), "", *[""] * len(cols), "", "", "", "", "", why))
                 continue
             lat = r.latency_ms or {}
-            note = mark.get(r.key(), "") or ("" if r.within(b) else f"over budget ({b.describe(r.task)})")
-            lines.append((r.artifact, f"{r.runtime}/{r.backend}", _fmt(r.threads, "d"), _fmt_bytes(r.bytes),
-                          _fmt_bytes(r.gzip_bytes), *[c[1](r) for c in cols], _fmt(lat.get("p50"), ".3f"),
-                          _fmt(lat.get("p90"), ".3f"), _fmt(r.load_ms, ".1f"),
-                          f"{r.delegated}/{r.ops_total}" if r.ops_total else "-", note))
+            note = "; ".join(x for x in (mark.get(r.key(), "") or ("" if r.within(b) else f"over budget ({b.describe(r.task)})"),
+                                         _not_deployable(r)) if x)
+            lines.append((r.artifact, f"{r.runtime}/{r.backend}", _short_build(r.build), _fmt(r.threads, "d"),
+                          _fmt_bytes(r.bytes), _fmt_bytes(r.gzip_bytes), *[c[1](r) for c in cols],
+                          _fmt(lat.get("p50"), ".3f"), _fmt_ratio(_ratio(r, native)), _fmt(lat.get("p90"), ".3f"),
+                          _fmt(r.load_ms, ".1f"), f"{r.delegated}/{r.ops_total}" if r.ops_total else "-", note))
         widths = [max(len(str(l[i])) for l in lines) for i in range(len(head))]
         body = ["  ".join(str(c).ljust(w) for c, w in zip(l, widths)).rstrip() for l in lines]
         body.insert(1, "  ".join("-" * w for w in widths))
@@ -275,12 +364,18 @@ def table(report: Report, budget: Budget | None = None) -> str:
         title = f"{src} ({task}; data {data}" + (f"; float accuracy {100 * base:.2f}%" if base is not None else "") + ")"
         out += [title, *body, ""]
     out.append(f"budget: {b.describe()}")
+    fastest_browser = browser_fastest(report)
     for src, p in report.picks().items():
         s, f = p["smallest"], p["fastest"]
         out.append(f"{src}: smallest within budget: {s.artifact if s else '-'}; fastest: "
-                   + (f"{f.artifact} @{f.threads}t {f.runtime}/{f.backend} ({_p50(f):.3f} ms)" if f else "-"))
+                   + (f"{f.artifact} @{f.threads}t {f.runtime}/{f.backend} ({_p50(f):.3f} ms)" if f else "-")
+                   + (f"; fastest in the browser: {_describe_setup(fastest_browser[src], native)}"
+                      if src in fastest_browser else ""))
     h = report.host
     out.append(f"host: {h.get('cpu', '?')} ({h.get('cores', '?')} cores; {', '.join(h.get('simd', [])) or 'no AVX2'})")
+    caps = capabilities_line(report)
+    if caps:
+        out.append(f"browser: {caps}")
     return "\n".join(out)
 
 
@@ -407,32 +502,37 @@ def render_html(report: Report) -> str:
         plots = _plots(report)
     except Exception as e:  # plotting must never cost the report
         plots = [f"<p>plots unavailable: {html.escape(str(e))}</p>"]
-    mark, b = _marks(report), report.budget
+    mark, b, native, fastest_browser = _marks(report), report.budget, _native_p50(report), browser_fastest(report)
     sections = []
     for src in report.sources():
-        rows = _source_rows(report, src)
+        rows = _arranged(_source_rows(report, src))
         task = rows[0].task
         cols = TASK_COLUMNS[task]
-        head = ["artifact", "device", "runtime/backend", "threads", "bytes", "gzip", *[c[0] for c in cols], "p50 ms",
-                "p90 ms", "p99 ms", "load ms", "peak RSS", "delegated", "note"]
+        head = ["artifact", "device", "runtime/backend", "build", "threads", "bytes", "gzip", *[c[0] for c in cols],
+                "p50 ms", "x native", "p90 ms", "p99 ms", "load ms", "peak RSS", "delegated", "note"]
         body = []
         for r in rows:
             lat = r.latency_ms or {}
             cls = "err" if r.error else ("skip" if r.skipped else ("pick" if r.key() in mark else ("" if r.within(b) else "over")))
-            note = r.error or (f"skipped: {r.skipped}" if r.skipped else mark.get(r.key(), "") or
-                               ("" if r.within(b) else f"over budget ({b.describe(task)})"))
-            cells = [r.artifact, r.device, f"{r.runtime}/{r.backend}", _fmt(r.threads, "d"), _fmt(r.bytes, ","),
-                     _fmt_bytes(r.gzip_bytes), *[c[1](r) if not (r.error or r.skipped) else "" for c in cols],
-                     _fmt(lat.get("p50"), ".3f"), _fmt(lat.get("p90"), ".3f"), _fmt(lat.get("p99"), ".3f"),
-                     _fmt(r.load_ms, ".1f"), _fmt_bytes(r.peak_rss_delta_bytes),
+            cls += " browser" if _is_browser(r) else ""
+            note = r.error or (f"skipped: {r.skipped}" if r.skipped else "; ".join(x for x in (
+                mark.get(r.key(), "") or ("" if r.within(b) else f"over budget ({b.describe(task)})"),
+                "fastest browser setup" if fastest_browser.get(src) is r else "", _not_deployable(r)) if x))
+            cells = [r.artifact, r.device, f"{r.runtime}/{r.backend}", r.build or "-", _fmt(r.threads, "d"),
+                     _fmt(r.bytes, ","), _fmt_bytes(r.gzip_bytes),
+                     *[c[1](r) if not (r.error or r.skipped) else "" for c in cols],
+                     _fmt(lat.get("p50"), ".3f"), _fmt_ratio(_ratio(r, native)), _fmt(lat.get("p90"), ".3f"),
+                     _fmt(lat.get("p99"), ".3f"), _fmt(r.load_ms, ".1f"), _fmt_bytes(r.peak_rss_delta_bytes),
                      f"{r.delegated}/{r.ops_total}" if r.ops_total else "-", note]
-            body.append(f"<tr class='{cls}'>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+            body.append(f"<tr class='{cls.strip()}'>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
         base = report.float_baseline.get(src)
         data = report.extra.get("data_by_source", {}).get(src, report.data)
         ref = report.extra.get("reference_by_source", {}).get(src)
         p = report.picks().get(src, {})
         pick = " ".join(f"<b>{k}</b>: {html.escape(v.artifact)} ({html.escape(v.device)}/{html.escape(v.backend)}, {v.threads}t)."
                         for k, v in p.items() if v)
+        if src in fastest_browser:
+            pick += f" <b>fastest in the browser</b>: {html.escape(_describe_setup(fastest_browser[src], native))}."
         sections.append(
             f"<h2>{html.escape(src)} <small>({task})</small></h2><p>Data: {html.escape(str(data))}."
             + (f" Float accuracy {100 * base:.2f}%." if base is not None else "")
@@ -445,14 +545,18 @@ def render_html(report: Report) -> str:
             f"<li>{html.escape(r.manifest)}: {html.escape(r.error or '')}</li>" for r in orphans) + "</ul>")
     h = report.host
     hosttxt = f"{h.get('cpu', '?')}, {h.get('cores', '?')} cores, {', '.join(h.get('simd', [])) or 'no AVX2'}; {h.get('system', '')}"
+    caps = capabilities_line(report)
+    capstxt = (f"<p id='browser-capabilities'>Browser: {html.escape(caps)}. Browser rows sit under the native row of the"
+               " same artifact at the same thread count; <i>x native</i> is browser p50 / native p50.</p>") if caps else ""
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>edgeport report</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>body{{font:14px system-ui,sans-serif;margin:1.5em;color:#222}} table{{border-collapse:collapse;font-size:12px}}
 td,th{{border:1px solid #ddd;padding:3px 6px;text-align:right}} td:first-child,td:last-child{{text-align:left}}
-tr.err{{background:#fde8e8}} tr.pick{{background:#e8f6e8}} tr.skip{{color:#888}} tr.over{{color:#a60}}
+tr.err{{background:#fde8e8}} tr.pick{{background:#e8f6e8}} tr.browser td:nth-child(2){{font-style:italic}} tr.skip{{color:#888}} tr.over{{color:#a60}}
 .plots svg{{max-width:100%;height:auto}} small{{color:#666;font-weight:normal}}</style></head>
 <body><h1>edgeport report</h1>
 <p>Created {html.escape(report.created)} on {html.escape(hosttxt)}. Budget: {html.escape(b.describe())}.</p>
+{capstxt}
 <div class="plots">{''.join(plots)}</div>
 {''.join(sections)}
 <script type="application/json" id="report-json">{html.escape(json.dumps(report.to_dict(), default=str))}</script>

@@ -1,5 +1,10 @@
 """The browser evaluator: Playwright drives the page's benchmark mode in headless Chromium; the page returns every
-output of every sample, and Python scores them (one metrics implementation for native and browser rows)."""
+output of every sample, and Python scores them (one metrics implementation for native and browser rows).
+
+Thread counts: the evaluator's (``--threads 1,all``, resolved to numbers) go to the page through /api/config's
+bench settings; the page runs one pass per count and each row states the threads and the wasm build it really got.
+What the browser offers (cross-origin isolation, SIMD, relaxed SIMD, threads, WebGPU, WebNN, ...) comes back once
+per run as the page report's ``capabilities``."""
 
 from __future__ import annotations
 
@@ -51,17 +56,22 @@ def launch(p):
 
 
 def run_page_benchmark(folder: Path, *, backends: str = BACKENDS, quick: bool = False, timeout_s: float = 900,
-                       browser=None, data: str | None = "builtin:digits", bench: dict | None = None) -> tuple[dict, list[str]]:
+                       browser=None, data: str | None = "builtin:digits", bench: dict | None = None,
+                       threads=None) -> tuple[dict, list[str]]:
     """Serve `folder`, open the page in benchmark mode, return (page report, console errors).
 
     ``data``: the evaluation data spec (None: each artifact's own probe data set); ``bench``: the timing loop
-    (web.server.BENCH_DEFAULT keys; ``quick`` picks BENCH_QUICK). Pass an already-launched Playwright ``browser``
-    to reuse it; otherwise one is launched and closed here."""
-    from .server import BENCH_QUICK, start_background
+    (web.server.BENCH_DEFAULT keys; ``quick`` picks BENCH_QUICK); ``threads``: the thread counts, one pass each
+    (ints or "all"; default the bench settings' [1, "all"]). Pass an already-launched Playwright ``browser`` to
+    reuse it; otherwise one is launched and closed here."""
+    from .server import BENCH_DEFAULT, BENCH_QUICK, start_background
 
     if browser is None:
         find_chromium()  # fail fast, with the fix, before starting the server and the driver
-    srv, url = start_background(folder, data=data, bench=bench or (BENCH_QUICK if quick else None))
+    settings = {**(BENCH_QUICK if quick else BENCH_DEFAULT), **(bench or {})}
+    if threads is not None:
+        settings["threads"] = list(threads)
+    srv, url = start_background(folder, data=data, bench=settings)
     try:
         if browser is not None:
             return _bench_in(browser, url, backends, timeout_s)
@@ -117,10 +127,11 @@ def decode_outputs(m: Manifest, encoded: dict | None) -> dict[str, np.ndarray] |
 
 
 def evaluate_in_browser(manifests: list[Manifest], data: str | None, score: Score, *, quick: bool = False,
-                        bench: dict | None = None, browser=None,
+                        bench: dict | None = None, browser=None, threads=None,
                         backends: str = BACKENDS) -> tuple[list[Row], dict]:
-    """Rows for every web artifact x browser backend, scored by ``score(manifest, outputs)``, and the page's run
-    facts (``{folder: {extra..., host...}}``). Fills TF.js manifests' pending parity with what the browser measured.
+    """Rows for every web artifact x browser backend x thread count (``threads``: ints or "all", default 1 and
+    all), scored by ``score(manifest, outputs)``, and the page's run facts (``{folder: {extra..., host...,
+    capabilities}}``). Fills TF.js manifests' pending parity with what the browser measured.
 
     An unavailable backend is a row with ``skipped`` set; a page or artifact failure is an error row, never a lost
     report. Raises InputError only when the user must act (no Chromium, no JS runtimes)."""
@@ -140,14 +151,14 @@ def evaluate_in_browser(manifests: list[Manifest], data: str | None, score: Scor
         _log(f"browser: evaluating {len(mine)} web artifact(s) in {folder} in headless Chromium ...")
         try:
             page_report, errors = run_page_benchmark(folder, quick=quick, bench=bench, browser=browser, data=data,
-                                                     backends=backends)
+                                                     backends=backends, threads=threads)
         except InputError:
             raise  # no Chromium, no JS runtimes: the user must act; not a row
         except EdgeportError as e:
             rows += [_error_row(m, "-", str(e)) for m in mine]
             continue
         facts[str(folder)] = {**page_report.get("extra", {}), **page_report.get("host", {}),
-                              "console_errors": errors[:20]}
+                              "capabilities": page_report.get("capabilities"), "console_errors": errors[:20]}
         by_name: dict[str, list[dict]] = {}
         for r in page_report.get("rows", []):
             by_name.setdefault(r.get("artifact"), []).append(r)
@@ -160,6 +171,11 @@ def evaluate_in_browser(manifests: list[Manifest], data: str | None, score: Scor
             if m.target == "tfjs":
                 _fill_parity(m, page_rows)
     return rows, facts
+
+
+def browser_capabilities(facts: dict) -> dict | None:
+    """The capabilities the page detected, from evaluate_in_browser's facts (the same browser for every folder)."""
+    return next((f["capabilities"] for f in facts.values() if f.get("capabilities")), None)
 
 
 def _base(m: Manifest, backend: str, runtime: str = "browser") -> Row:
@@ -176,7 +192,7 @@ def _error_row(m: Manifest, backend: str, error: str) -> Row:
 
 def _row(m: Manifest, r: dict, score: Score) -> Row:
     row = _base(m, r.get("backend") or "-", r.get("runtime") or "browser")
-    for k in ("runtime_version", "load_ms", "latency_ms", "runs", "samples", "skipped", "error", "build"):
+    for k in ("threads", "runtime_version", "load_ms", "latency_ms", "runs", "samples", "skipped", "error", "build"):
         if r.get(k) is not None:
             setattr(row, k, r[k])
     if row.error or row.skipped:
@@ -208,7 +224,9 @@ def _fill_parity(m: Manifest, page_rows: list[dict]) -> None:
     if probe is None:
         return
     _, ref = probe
-    measured = {r["backend"]: r for r in page_rows if r.get("probe_outputs") and not r.get("error")}
+    # one row per backend: the fewest threads (the outputs do not depend on them)
+    measured = {r["backend"]: r for r in sorted(page_rows, key=lambda r: -(r.get("threads") or 0))
+                if r.get("probe_outputs") and not r.get("error")}
     if not measured:
         return
     backend = "cpu" if "cpu" in measured else sorted(measured)[0]

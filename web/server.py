@@ -11,7 +11,9 @@ Endpoints (all GET):
 - ``/api/manifests`` -> ``{"manifests": [manifest + {url, bytes, adapter}], "problems": [{file, error}]}``: every
   manifest of the folder whose target has a browser adapter (``web/static/adapters/<adapter>.js``); manifests that
   cannot be read are listed under ``problems``.
-- ``/api/config`` -> ``{"data": spec | null, "bench": {warmup, minRuns, minMs, maxRuns}}``: what the page measures.
+- ``/api/config`` -> ``{"data": spec | null, "bench": {warmup, minRuns, minMs, maxRuns, threads}}``: what the page
+  measures; ``threads`` lists the thread counts (positive integers, or ``"all"``: every core the browser reports),
+  one benchmark pass each.
 - ``/api/data/<artifact>`` -> the evaluation data as that artifact's model-ready inputs, packed (see :func:`pack`).
 - ``/api/probe/<artifact>`` -> the artifact's parity-probe inputs (its ``.probe.npz`` sidecar), packed the same way.
 
@@ -52,9 +54,11 @@ TYPES = {".wasm": "application/wasm", ".json": "application/json", ".js": "text/
          ".html": "text/html; charset=utf-8", ".css": "text/css", ".tflite": "application/octet-stream",
          ".bin": "application/octet-stream", ".pte": "application/octet-stream", ".svg": "image/svg+xml",
          ".map": "application/json"}
-# The page's steady-state timing loop: `warmup` runs, then at least `minRuns` runs and `minMs` ms, at most `maxRuns`.
-BENCH_DEFAULT = {"warmup": 10, "minRuns": 100, "minMs": 2000, "maxRuns": 1000}
-BENCH_QUICK = {"warmup": 3, "minRuns": 20, "minMs": 200, "maxRuns": 1000}
+# The page's steady-state timing loop: `warmup` runs, then at least `minRuns` runs and `minMs` ms, at most `maxRuns`;
+# once per thread count of `threads` (the evaluator passes its --threads, resolved, so that the browser rows sit at
+# the native rows' thread counts).
+BENCH_DEFAULT = {"warmup": 10, "minRuns": 100, "minMs": 2000, "maxRuns": 1000, "threads": [1, "all"]}
+BENCH_QUICK = {"warmup": 3, "minRuns": 20, "minMs": 200, "maxRuns": 1000, "threads": [1, "all"]}
 PACKED_TYPE = "application/octet-stream"
 _NAME = re.compile(r"^[^/\\\x00]+$")
 
@@ -298,8 +302,10 @@ def make_server(artifacts: str | Path, host: str = "127.0.0.1", port: int = 8765
     if unknown:
         raise InputError(f"bench settings {', '.join(unknown)} are unknown; use {', '.join(BENCH_DEFAULT)}")
     b = {**BENCH_DEFAULT, **(bench or {})}
-    if any(not isinstance(v, (int, float)) or v < 0 for v in b.values()) or b["maxRuns"] < max(1, b["minRuns"]):
-        raise InputError(f"bench settings {b} must be non-negative numbers with maxRuns >= minRuns >= 1")
+    b["threads"] = bench_threads(b["threads"])
+    loop = {k: v for k, v in b.items() if k != "threads"}
+    if any(not isinstance(v, (int, float)) or v < 0 for v in loop.values()) or b["maxRuns"] < max(1, b["minRuns"]):
+        raise InputError(f"bench settings {loop} must be non-negative numbers with maxRuns >= minRuns >= 1")
     handler = type("BoundHandler", (Handler,), {"artifacts": art.resolve(), "data": data, "bench": b, "cache": {},
                                                 "lock": threading.Lock()})
     cls = ThreadingHTTPServer
@@ -309,6 +315,21 @@ def make_server(artifacts: str | Path, host: str = "127.0.0.1", port: int = 8765
         return cls((host, port), handler)
     except OSError as e:
         raise InputError(f"cannot bind {host}:{port} ({e.strerror}); pick another --port") from None
+
+
+def bench_threads(threads) -> list:
+    """Thread counts for the page: positive integers (digit strings too) and ``"all"``; order kept, repeats dropped."""
+    items = [threads] if isinstance(threads, (int, str)) else list(threads or [])
+    out = []
+    for t in items:
+        v = "all" if str(t).strip() == "all" else (int(t) if str(t).strip().isdigit() else None)
+        if v is None or v == 0 or isinstance(t, bool):
+            raise InputError(f"bench threads {threads!r}: each must be a positive integer or 'all' (e.g. [1, 'all'])")
+        if v not in out:
+            out.append(v)
+    if not out:
+        raise InputError("bench threads is empty; give at least one thread count (e.g. [1])")
+    return out
 
 
 def start_background(artifacts, host="127.0.0.1", port=0, **kw) -> tuple[ThreadingHTTPServer, str]:

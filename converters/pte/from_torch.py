@@ -1,4 +1,8 @@
-"""PyTorch -> ExecuTorch .pte: torch.export, PT2E quantization (XNNPACK quantizer), XNNPACK delegation."""
+"""PyTorch -> ExecuTorch .pte: torch.export, PT2E quantization (XNNPACK quantizer), XNNPACK delegation.
+
+Quantized recipes also quantize nn.Embedding tables (int8 per row, weight-only, torchao) when the model has any;
+ExecuTorch fuses them into ``quantized_decomposed.embedding_byte``, which the runtime's quantized kernels run.
+"""
 
 from __future__ import annotations
 
@@ -8,20 +12,38 @@ from edgeport.signature import Signature
 from ..common import Job, Produced, run_converter, torch_exported
 
 
+def _has_embeddings(module) -> bool:
+    import torch
+
+    return any(isinstance(m, torch.nn.Embedding) for m in module.modules())
+
+
 def _quantize(job: Job):
-    """PT2E with the XNNPACK quantizer (per-channel, symmetric), then re-export for lowering."""
+    """PT2E with the XNNPACK quantizer (per-channel, symmetric, float tensors only), then re-export for lowering."""
+    import copy
+
     import torch
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
     )
 
-    from edgeport.quantization.pt2e import calibrate_pt2e
+    from edgeport.quantization.pt2e import calibrate_pt2e, quantize_embeddings_
 
     dynamic = job.recipe == "dynamic-int8"
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
-    converted = calibrate_pt2e(torch_exported(job), quantizer, example=job.example_torch(), calib=None if dynamic else job)
-    return torch.export.export(converted, job.example_torch(), strict=False)
+    module = job.source.torch_module()
+    facts: dict = {}
+    if _has_embeddings(module):
+        module = quantize_embeddings_(copy.deepcopy(module), 8)
+        exported = torch.export.export(module, job.example_torch(), strict=False)
+        facts["embeddings"] = "int8 per row, weight-only (torchao IntxWeightOnlyConfig)"
+    else:
+        exported = torch_exported(job)
+    converted, pt2e = calibrate_pt2e(exported, quantizer, example=job.example_torch(), calib=None if dynamic else job)
+    facts.update(pt2e, activations="dynamic int8" if dynamic else "static int8 (per-tensor, MinMax)",
+                 weights="int8 per channel, symmetric")
+    return torch.export.export(converted, job.example_torch(), strict=False), facts
 
 
 @converter("pte", "torch", recipes=("fp32", "dynamic-int8", "int8"), tool="executorch.exir (XNNPACK)")
@@ -31,12 +53,16 @@ def convert(job: Job) -> Produced:
     from executorch.exir import to_edge_transform_and_lower
 
     def lower():
-        ep = torch_exported(job) if job.recipe == "fp32" else _quantize(job)
+        ep, facts = (torch_exported(job), None) if job.recipe == "fp32" else _quantize(job)
         edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
-        info = get_delegation_info(edge.exported_program().graph_module)
-        return edge.to_executorch(), info
+        if facts and "embeddings" in facts:
+            from executorch.exir.passes.quant_fusion_pass import quant_fusion_and_const_prop_pass
 
-    prog, info = run_converter(lower, "executorch exir", job)
+            quant_fusion_and_const_prop_pass(edge.exported_program())
+        info = get_delegation_info(edge.exported_program().graph_module)
+        return edge.to_executorch(), info, facts
+
+    prog, info, facts = run_converter(lower, "executorch exir", job)
     out = job.workdir / f"{job.name}.pte"
     with open(out, "wb") as f:
         prog.write_to_file(f)
@@ -46,4 +72,4 @@ def convert(job: Job) -> Produced:
                     tuple(s.with_(binding=i) for i, s in enumerate(job.sig.outputs)))
     delegation = {"delegated": int(info.num_delegated_nodes), "total": int(info.num_delegated_nodes + info.num_non_delegated_nodes),
                   "unit": "graph nodes", "subgraphs": int(info.num_delegated_subgraphs)}
-    return Produced(entry=out.name, files=[out.name], signature=sig, delegation=delegation)
+    return Produced(entry=out.name, files=[out.name], signature=sig, delegation=delegation, quantization=facts)

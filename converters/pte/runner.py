@@ -15,6 +15,7 @@ class PteRunner(Runner):
     @classmethod
     def import_runtime(cls) -> None:
         import torch  # noqa: F401
+        import executorch.kernels.quantized  # noqa: F401  (registers quantized_decomposed kernels: embedding_byte ...)
         from executorch.extension.pybindings import portable_lib  # noqa: F401
         from executorch.runtime import Runtime
 
@@ -24,6 +25,7 @@ class PteRunner(Runner):
         from importlib.metadata import version
 
         import torch  # noqa: F401  (executorch tensors are torch tensors)
+        import executorch.kernels.quantized  # noqa: F401  (quantized embedding kernels)
         from executorch.extension.pybindings import portable_lib
         from executorch.runtime import Runtime, Verification
 

@@ -1,44 +1,70 @@
-"""PyTorch -> TFLite with litert-torch (PT2E quantizers for int8; ai-edge-quantizer recipe for fp16)."""
+"""PyTorch -> TFLite with litert-torch. fp16 and dynamic-int8 apply ai-edge-quantizer to the float .tflite (the path
+whose quantized embedding lookups LiteRT loads); static int8 uses litert-torch's PT2E quantizer, float tensors only."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from edgeport.registry import converter
 
 from ..common import Job, Produced, run_converter, tflite_signature, torch_exported
 
 
-def _quant_config(job: Job):
+def _float_tflite(job: Job) -> bytes:
+    """The float .tflite of the source, converted once per source (litert-torch narrows int64 I/O to int32)."""
+    import litert_torch
+
+    if "tflite_fp32" not in job.cache:
+        def go():
+            edge = litert_torch.convert(job.source.torch_module().eval(), job.example_torch())
+            tmp = job.workdir / ".float.tflite"
+            edge.export(str(tmp))
+            data = tmp.read_bytes()
+            tmp.unlink()
+            return data
+
+        job.cache["tflite_fp32"] = run_converter(go, "litert-torch", job)
+    return job.cache["tflite_fp32"]
+
+
+def _static_int8(job: Job) -> tuple[bytes, dict]:
+    import litert_torch
     from litert_torch.quantize import pt2e_quantizer as pq
     from litert_torch.quantize.quant_config import QuantConfig
 
-    if job.recipe == "fp32":
-        return None
-    if job.recipe == "fp16":
-        from litert_torch.generative.quantize import quant_recipes
-
-        return quant_recipes.full_fp16_recipe()  # already a QuantConfig (ai-edge-quantizer fp16 weights)
-    dynamic = job.recipe == "dynamic-int8"
-    quantizer = pq.PT2EQuantizer().set_global(pq.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
-    return QuantConfig(pt2e_quantizer=quantizer)
-
-
-@converter("tflite", "torch", recipes=("fp32", "fp16", "dynamic-int8", "int8"), tool="litert-torch")
-def convert(job: Job) -> Produced:
-    import litert_torch
-
     from edgeport.quantization.pt2e import calibrate_pt2e
 
-    qc = _quant_config(job)
+    quantizer = pq.PT2EQuantizer().set_global(pq.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
 
     def go():
-        module = job.source.torch_module()
-        if qc is not None and qc.pt2e_quantizer is not None:
-            # litert-torch's documented PT2E flow: calibrate and convert first, then litert_torch.convert().
-            module = calibrate_pt2e(torch_exported(job), qc.pt2e_quantizer, example=job.example_torch(),
-                                    calib=None if job.recipe == "dynamic-int8" else job, fold_quantize=False)
-        return litert_torch.convert(module, job.example_torch(), quant_config=qc)
+        module, facts = calibrate_pt2e(torch_exported(job), quantizer, example=job.example_torch(), calib=job,
+                                       fold_quantize=False)
+        edge = litert_torch.convert(module, job.example_torch(), quant_config=QuantConfig(pt2e_quantizer=quantizer))
+        tmp = job.workdir / ".int8.tflite"
+        edge.export(str(tmp))
+        data = tmp.read_bytes()
+        tmp.unlink()
+        return data, {**facts, "weights": "int8 per channel", "activations": "static int8"}
 
-    edge = run_converter(go, "litert-torch", job)
-    out = job.workdir / f"{job.name}.tflite"
-    edge.export(str(out))
-    return Produced(entry=out.name, files=[out.name], signature=tflite_signature(out, job))
+    return run_converter(go, "litert-torch PT2E", job)
+
+
+@converter("tflite", "torch", recipes=("fp32", "fp16", "dynamic-int8", "int8"), tool="litert-torch (+ ai-edge-quantizer)")
+def convert(job: Job) -> Produced:
+    from edgeport.quantization import aeq
+
+    facts = None
+    if job.recipe == "int8":
+        data, facts = _static_int8(job)
+    else:
+        data = _float_tflite(job)
+        if job.recipe == "fp16":
+            data = run_converter(lambda: aeq.fp16(data), "ai-edge-quantizer", job)
+            facts = {"scheme": "ai-edge-quantizer FLOAT_CASTING", "weights": "float16"}
+        elif job.recipe == "dynamic-int8":
+            data = run_converter(lambda: aeq.dynamic_int8(data), "ai-edge-quantizer", job)
+            facts = {"scheme": "ai-edge-quantizer dynamic_wi8_afp32", "weights": "int8 per channel (embeddings too)",
+                     "activations": "dynamic int8"}
+    out: Path = job.workdir / f"{job.name}.tflite"
+    out.write_bytes(data)
+    return Produced(entry=out.name, files=[out.name], signature=tflite_signature(out, job), quantization=facts)

@@ -3,17 +3,28 @@
 // run(handle, {inputName: TypedArray}) -> {outputName: Float32Array}, dispose(handle)}); this file knows no runtime.
 //   - draw mode: single-image classifiers answer a drawing;
 //   - sentence similarity: text-embedding artifacts compare two sentences (tokenized here with wordpiece.js);
-//   - benchmark mode (?bench=1 or the button): every artifact x available backend on the server's evaluation
-//     data (/api/data/<name>) and parity probe (/api/probe/<name>); rows in the report.json schema go into #report,
-//     with each output of all samples as base64 float32 so that Python computes every metric.
+//   - benchmark mode (?bench=1 or the button): every artifact x available backend x thread count on the server's
+//     evaluation data (/api/data/<name>) and parity probe (/api/probe/<name>); rows in the report.json schema go into
+//     #report, with each output of all samples as base64 float32 so that Python computes every metric.
+// Threads: a wasm runtime fixes its thread count (and TF.js / onnxruntime-web their whole wasm module) when it
+// initialises, once per realm. So the benchmark runs one pass per thread count of /api/config's bench.threads, each
+// in a fresh same-origin iframe (?pass=1&threads=N): adapters get configure({threads: N}) before detect(), and each
+// row says the thread count and the build (SIMD, relaxed SIMD, threaded) it really got (adapter.setup(backend)).
+// Backends without a thread count (cpu, webgl, webgpu) are measured in the first pass only. The interactive page
+// itself runs the fastest setup available: the wasm backend, at every core, on the best build the browser takes.
 // Strings from manifests reach the DOM only as text (textContent), never as HTML.
-import { errText, numel, sample, toBase64, toDtype, unpack } from './tensors.js';
+import { capabilities, errText, HARDWARE_CONCURRENCY, numel, sample, toBase64, toDtype, unpack } from './tensors.js';
 import { tokenizerFromJson } from './wordpiece.js';
 
 const $ = (s) => document.querySelector(s);
 const params = new URLSearchParams(location.search);
+const PASS = params.get('pass') === '1';  // this realm is one benchmark pass, run by the page that framed it
+const THREADS = PASS ? Math.max(1, Number(params.get('threads')) || 1) : HARDWARE_CONCURRENCY;
+// The preferred backend order of the interactive page: wasm (XNNPACK, every core) is the fastest CPU setup; a GPU
+// backend next; TF.js cpu (plain JS) last.
+const PREFERENCE = ['wasm', 'webgpu', 'webgl', 'cpu'];
 const state = {
-  config: { data: null, bench: { warmup: 10, minRuns: 100, minMs: 2000, maxRuns: 1000 } },
+  config: { data: null, bench: { warmup: 10, minRuns: 100, minMs: 2000, maxRuns: 1000, threads: [1, 'all'] } },
   manifests: [], adapters: new Map(), loaded: new Map(), predictions: {}, tokenizers: new Map(), busy: false,
   firstPredictionMs: null,
 };
@@ -43,6 +54,7 @@ async function loadAdapters() {
     if (!/^[a-z0-9_-]+$/i.test(name)) { state.adapters.set(name, { error: `invalid adapter name ${name}` }); continue; }
     try {
       const mod = await import(`/static/adapters/${name}.js`);
+      if (mod.configure) mod.configure({ threads: THREADS });
       state.adapters.set(name, { mod, avail: await mod.detect() });
     } catch (e) {
       state.adapters.set(name, { error: `adapter ${name} failed to load: ${errText(e)}` });
@@ -58,12 +70,33 @@ async function loadAdapters() {
       sel.append(el('option', { value: b, disabled: !ok, text: ok ? b : `${b} (unavailable)` }));
       if (!ok) off.push(`${a.mod.runtime} ${b}: ${a.avail[b]}`);
     }
-    const pref = ['wasm', 'cpu', ...a.mod.backends].find((b) => a.avail[b] === true);
+    const pref = [...PREFERENCE, ...a.mod.backends].find((b) => a.avail[b] === true);
     if (pref) sel.value = pref;
-    sel.addEventListener('change', () => refreshInteractive());
+    sel.addEventListener('change', () => { showSetup(); refreshInteractive(); });
     box.append(el('label', { text: `${a.mod.runtime} backend ` }, sel));
   }
   $('#backend-note').textContent = off.length ? `Unavailable here: ${off.join('; ')}.` : 'All backends available.';
+  showSetup();
+}
+
+/** {threads, build} of an adapter's backend, or {error}. */
+function setupOf(a, backend) {
+  if (!a || !a.mod || !a.mod.setup) return { threads: null, build: null };
+  try { return a.mod.setup(backend); } catch (e) { return { threads: null, build: null, error: errText(e) }; }
+}
+const describeSetup = (a, b) => { const s = setupOf(a, b); return s.error ? `${b} (${s.error})` : `${b}${s.threads ? ` · ${s.threads} thread${s.threads > 1 ? 's' : ''}` : ''}${s.build ? ` · ${s.build}` : ''}`; };
+
+/** The setup the interactive page runs, per runtime (#setup; data-setup holds it as JSON for tests and tools). */
+function showSetup() {
+  const list = {}, text = [];
+  for (const [name, a] of state.adapters) {
+    const b = a.error ? null : document.getElementById(`backend-${name}`)?.value;
+    if (!b || a.avail[b] !== true) continue;
+    list[a.mod.runtime] = { backend: b, ...setupOf(a, b) };
+    text.push(`${a.mod.runtime} ${describeSetup(a, b)}`);
+  }
+  $('#setup').dataset.setup = JSON.stringify(list);
+  $('#setup').textContent = text.length ? `Running: ${text.join('; ')}.` : 'No runtime available.';
 }
 
 const adapterOf = (m) => state.adapters.get(m.adapter);
@@ -237,7 +270,7 @@ function renderCards() {
     const card = el('div', { className: 'card', dataset: { artifact: m.name } });
     if (pr && pr.top1 != null) card.dataset.top1 = pr.top1;
     card.append(el('div', { className: 'name', text: m.name }),
-      el('div', { className: 'meta', text: `${a && a.mod ? a.mod.runtime : m.adapter} · ${pr ? pr.backend : '-'} · ${fmtBytes(m.bytes)} download` }));
+      el('div', { className: 'meta setup', text: `${a && a.mod ? a.mod.runtime : m.adapter} · ${pr ? describeSetup(a, pr.backend) : '-'} · ${fmtBytes(m.bytes)} download` }));
     if (pr && pr.error) card.append(el('div', { className: 'err', text: pr.error }));
     else {
       card.append(el('div', { className: 'top1', text: pr ? pr.top1 : '·' }));
@@ -364,15 +397,15 @@ function accuracy(m, outs, labels, n) {
   return ok / n;
 }
 
-function baseRow(m, a, backend) {
+function baseRow(m, a, backend, threads = null) {
   return { artifact: m.name, target: m.target, recipe: m.recipe, source: m.source && m.source.model, task: m.task,
     runtime: a && a.mod ? a.mod.runtime : m.adapter, runtime_version: a && a.mod ? a.mod.version() : '', backend,
-    threads: null, device: 'chromium', bytes: m.bytes, load_ms: null, latency_ms: null, runs: null, samples: null,
-    error: null, skipped: null, outputs: null, probe_outputs: null };
+    threads, build: null, device: 'chromium', bytes: m.bytes, load_ms: null, latency_ms: null, runs: null,
+    samples: null, error: null, skipped: null, outputs: null, probe_outputs: null };
 }
 
-async function benchOne(m, a, backend, data, probe, opts) {
-  const row = baseRow(m, a, backend);
+async function benchOne(m, a, backend, data, probe, opts, setup) {
+  const row = { ...baseRow(m, a, backend, setup.threads), build: setup.build };
   let h = null;
   try {
     const t0 = performance.now();
@@ -410,14 +443,82 @@ async function packed(url) {
 
 function tableRow(row) {
   const lat = row.latency_ms || {}, note = row.error || (row.skipped ? `skipped: ${row.skipped}` : '');
-  const tr = el('tr', { dataset: { artifact: row.artifact, backend: row.backend } },
+  const tr = el('tr', { dataset: { artifact: row.artifact, backend: row.backend, threads: String(row.threads ?? '') } },
     el('td', { text: row.artifact }), el('td', { text: row.runtime }), el('td', { text: row.backend }),
+    el('td', { text: row.threads != null ? String(row.threads) : '-' }), el('td', { className: 'note', text: row.build || '-' }),
     el('td', { text: fmtBytes(row.bytes) }),
     el('td', { text: row.accuracy_in_page != null ? `${(100 * row.accuracy_in_page).toFixed(2)}%` : '-' }),
     el('td', { text: row.samples != null ? String(row.samples) : '-' }),
     el('td', { text: fmt(lat.p50) }), el('td', { text: fmt(lat.p90) }), el('td', { text: fmt(row.load_ms, 1) }),
     el('td', { className: row.error ? 'err' : 'note', text: note }));
   $('#bench-table tbody').append(tr);
+}
+
+/** One benchmark pass, in this realm, at THREADS threads: every artifact x backend (backends without a thread
+ * count only when `first`). Progress and rows go to `post` ({type: 'progress' | 'row', ...}). */
+async function runPass(opts, only, first, post) {
+  const jobs = [];
+  for (const m of state.manifests) {
+    const a = adapterOf(m), bs = a && a.mod ? a.mod.backends : ['-'];
+    const threaded = (a && a.mod && a.mod.threaded) || [];
+    jobs.push([m, a, bs.filter((b) => (!only || only.includes(b)) && (first || threaded.includes(b)))]);
+  }
+  const total = jobs.reduce((s, j) => s + j[2].length, 0), rows = [];
+  let done = 0;
+  for (const [m, a, bs] of jobs) {
+    let data = null, probe = null, dataError = null;
+    const runnable = a && a.mod && bs.some((b) => a.avail[b] === true);
+    if (runnable) {
+      try {
+        data = await packed(`/api/data/${encodeURIComponent(m.name)}`);
+        probe = await packed(`/api/probe/${encodeURIComponent(m.name)}`);
+      } catch (e) { dataError = errText(e); }
+    }
+    for (const b of bs) {
+      post({ type: 'progress', text: `${THREADS} thread(s), ${++done}/${total}: ${m.name} on ${b}` });
+      const threads = a && a.mod && (a.mod.threaded || []).includes(b) ? THREADS : null;
+      let row;
+      if (!a || a.error) row = { ...baseRow(m, a, b, threads), error: a ? a.error : `no adapter ${m.adapter}` };
+      else if (a.avail[b] !== true) row = { ...baseRow(m, a, b, threads), skipped: `${b} unavailable: ${a.avail[b]}` };
+      else if (dataError) row = { ...baseRow(m, a, b, threads), error: dataError };
+      else {
+        const setup = setupOf(a, b);
+        if (setup.error) row = { ...baseRow(m, a, b, threads), skipped: `${THREADS} thread(s) unavailable here: ${setup.error}` };
+        else row = await benchOne(m, a, b, data, probe, opts, setup);
+      }
+      rows.push(row);
+      post({ type: 'row', row });
+    }
+  }
+  return rows;
+}
+
+/** Thread counts of the bench settings: positive integers, 'all' = every core the browser reports; unique, sorted. */
+function threadCounts(list) {
+  const out = (list && list.length ? list : [1]).map((t) => (t === 'all' ? HARDWARE_CONCURRENCY : Math.floor(Number(t))));
+  if (out.some((t) => !(t >= 1))) throw new Error(`bench threads ${JSON.stringify(list)}: positive integers or "all"`);
+  return [...new Set(out)].sort((x, y) => x - y);
+}
+
+/** One pass in a fresh same-origin iframe (a fresh realm: each runtime initialises at `threads`). */
+function passInFrame(threads, first, only, onRow) {
+  return new Promise((resolve, reject) => {
+    const q = new URLSearchParams({ pass: '1', threads: String(threads), first: first ? '1' : '0' });
+    if (only) q.set('backends', only.join(','));
+    const frame = el('iframe', { src: `/?${q}`, title: `benchmark pass, ${threads} thread(s)` });
+    frame.className = 'pass';
+    const finish = (fn, v) => { window.removeEventListener('message', onMsg); frame.remove(); fn(v); };
+    function onMsg(ev) {
+      if (ev.source !== frame.contentWindow || ev.origin !== location.origin) return;
+      const d = ev.data || {};
+      if (d.type === 'progress') $('#bench-progress').textContent = d.text;
+      else if (d.type === 'row') onRow(d.row);
+      else if (d.type === 'done') finish(resolve, d);
+      else if (d.type === 'error') finish(reject, new Error(`pass at ${threads} thread(s): ${d.error}`));
+    }
+    window.addEventListener('message', onMsg);
+    $('#passes').append(frame);
+  });
 }
 
 async function runBenchmark() {
@@ -427,38 +528,17 @@ async function runBenchmark() {
   const opts = state.config.bench, only = params.get('backends') ? params.get('backends').split(',') : null;
   const t0 = performance.now(), rows = [];
   setStatus('benchmarking');
-  disposeAll();
   $('#bench-table tbody').replaceChildren();
   try {
-    const jobs = [];
-    for (const m of state.manifests) {
-      const a = adapterOf(m), bs = a && a.mod ? a.mod.backends : ['-'];
-      jobs.push([m, a, bs.filter((b) => !only || only.includes(b))]);
+    const caps = await capabilities(), threads = threadCounts(opts.threads);
+    let first = null;
+    for (let i = 0; i < threads.length; i++) {
+      const res = await passInFrame(threads[i], i === 0, only, (row) => { rows.push(row); tableRow(row); });
+      if (first == null) first = res.firstPredictionMs;
     }
-    const total = jobs.reduce((s, j) => s + j[2].length, 0);
-    let done = 0;
-    for (const [m, a, bs] of jobs) {
-      let data = null, probe = null, dataError = null;
-      const runnable = a && a.mod && bs.some((b) => a.avail[b] === true);
-      if (runnable) {
-        try {
-          data = await packed(`/api/data/${encodeURIComponent(m.name)}`);
-          probe = await packed(`/api/probe/${encodeURIComponent(m.name)}`);
-        } catch (e) { dataError = errText(e); }
-      }
-      for (const b of bs) {
-        $('#bench-progress').textContent = `${++done}/${total}: ${m.name} on ${b}`;
-        let row;
-        if (!a || a.error) row = { ...baseRow(m, a, b), error: a ? a.error : `no adapter ${m.adapter}` };
-        else if (a.avail[b] !== true) row = { ...baseRow(m, a, b), skipped: `${b} unavailable: ${a.avail[b]}` };
-        else if (dataError) row = { ...baseRow(m, a, b), error: dataError };
-        else row = await benchOne(m, a, b, data, probe, opts);
-        rows.push(row);
-        tableRow(row);
-      }
-    }
-    const report = { rows, extra: { wall_ms: performance.now() - t0, first_prediction_ms: state.firstPredictionMs, data: state.config.data, bench: opts },
-      host: { userAgent: navigator.userAgent, hardwareConcurrency: navigator.hardwareConcurrency, crossOriginIsolated } };
+    const report = { rows, capabilities: caps,
+      extra: { wall_ms: performance.now() - t0, first_prediction_ms: first, data: state.config.data, bench: opts, threads },
+      host: { userAgent: navigator.userAgent, hardwareConcurrency: HARDWARE_CONCURRENCY, crossOriginIsolated } };
     $('#report').textContent = JSON.stringify(report);
     $('#bench-progress').textContent = `${rows.length} rows in ${((performance.now() - t0) / 1000).toFixed(1)} s`;
     setStatus('bench-done', 'benchmark done');
@@ -471,13 +551,38 @@ async function runBenchmark() {
 $('#run-bench').addEventListener('click', () => runBenchmark().catch((e) => { console.error(e); setStatus('error', `error: ${errText(e)}`); }));
 
 // ------------------------------------------------------------------------------------------ start
-async function main() {
+async function loadConfig() {
   const [config, listing] = await Promise.all([(await fetchOk('/api/config')).json(), (await fetchOk('/api/manifests')).json()]);
   state.config = config;
   state.manifests = listing.manifests;
+  return listing;
+}
+
+/** A benchmark pass (?pass=1): configure, detect, measure, and hand the rows to the page that framed this one. */
+async function passMain() {
+  const post = (msg) => parent.postMessage(msg, location.origin);
+  try {
+    await loadConfig();
+    await loadAdapters();
+    const only = params.get('backends') ? params.get('backends').split(',') : null;
+    const rows = await runPass(state.config.bench, only, params.get('first') === '1', post);
+    post({ type: 'done', rows: rows.length, firstPredictionMs: state.firstPredictionMs });
+  } catch (e) {
+    console.error(e);
+    post({ type: 'error', error: errText(e) });
+  }
+}
+
+async function main() {
+  const listing = await loadConfig();
   const probs = $('#problems');
   for (const p of listing.problems) probs.append(el('li', { text: `${p.file}: ${p.error}` }));
-  await loadAdapters();
+  const caps = await capabilities();
+  $('#capabilities').dataset.capabilities = JSON.stringify(caps);
+  $('#capabilities').textContent = `This browser: ${Object.entries(caps).filter(([k]) => k !== 'userAgent')
+    .map(([k, v]) => `${k} ${v === true ? 'yes' : v === false ? 'no' : v}`).join(' · ')}`;
+  // Benchmark mode measures in fresh frames; the runtimes are initialised here only for interactive use.
+  if (!params.has('bench')) await loadAdapters();
   $('#draw-panel').hidden = $('#results-panel').hidden = drawTargets().length === 0;
   $('#sentence-panel').hidden = textTargets().length === 0;
   clearPad();
@@ -486,4 +591,5 @@ async function main() {
   setStatus('ready', state.manifests.length ? 'ready' : 'ready · no web artifacts found');
   if (params.has('bench')) await runBenchmark();
 }
-main().catch((e) => { console.error(e); setStatus('error', `error: ${errText(e)}`); });
+if (PASS) passMain();
+else main().catch((e) => { console.error(e); setStatus('error', `error: ${errText(e)}`); });

@@ -136,3 +136,67 @@ export function loadScript(src) {
   }
   return scripts.get(src);
 }
+
+// ------------------------------------------------------------------------------------------ threads and builds
+// The machine's logical cores as the browser reports them, read once at load, before any adapter may present a
+// different value to a runtime's initialisation (withHardwareConcurrency).
+export const HARDWARE_CONCURRENCY = navigator.hardwareConcurrency || 1;
+
+/** Run `fn` (async) while navigator.hardwareConcurrency reads `n` in this realm, then restore the real value.
+ * For runtimes that size their thread pool from it at initialisation: TF.js wasm caps XNNPACK's threads at
+ * hardwareConcurrency / 2 whatever setThreadsCount says (tfjs#8513), and LiteRT.js's threaded build starts
+ * hardwareConcurrency pthread workers. The override is an own property of `navigator` that shadows the prototype
+ * getter and is deleted afterwards; nothing else in the page reads hardwareConcurrency meanwhile. */
+export async function withHardwareConcurrency(n, fn) {
+  if (n === navigator.hardwareConcurrency) return fn();
+  Object.defineProperty(navigator, 'hardwareConcurrency', { configurable: true, get: () => n });
+  try { return await fn(); } finally { delete navigator.hardwareConcurrency; }
+}
+
+// Tiny wasm modules that validate only where the feature exists (the checks of wasm-feature-detect).
+const WASM_SIMD = [0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 10, 1, 8, 0, 65, 0, 253, 15, 253, 98, 11];
+const WASM_RELAXED_SIMD = [0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 15, 1, 13, 0, 65, 1, 253, 15, 65, 2, 253, 15, 253, 128, 2, 11];
+const WASM_THREADS = [0, 97, 115, 109, 1, 0, 0, 0, 1, 4, 1, 96, 0, 0, 3, 2, 1, 0, 5, 4, 1, 3, 1, 1, 10, 11, 1, 9, 0, 65, 0, 254, 16, 2, 0, 26, 11];
+const validates = (bytes) => { try { return WebAssembly.validate(new Uint8Array(bytes)); } catch (e) { return false; } };
+
+let caps;
+/** What this browser offers the runtimes, once per page: {crossOriginIsolated, sharedArrayBuffer, simd,
+ * relaxedSimd, threads, jspi, webgpu, webgl, webnn, hardwareConcurrency, userAgent} (booleans, or strings saying
+ * what the device is). `threads`: wasm shared memory and atomics with a SharedArrayBuffer that can be posted to a
+ * worker (needs cross-origin isolation). */
+export function capabilities() {
+  caps = caps || (async () => {
+    let sab = false;
+    try { if (typeof SharedArrayBuffer === 'function') { new MessageChannel().port1.postMessage(new SharedArrayBuffer(1)); sab = true; } } catch (e) { sab = false; }
+    const gpu = await webgpuAdapter();
+    let gpuName = null;
+    if (gpu) {
+      const info = gpu.info || (gpu.requestAdapterInfo ? await gpu.requestAdapterInfo().catch(() => null) : null);
+      gpuName = info ? [info.vendor, info.architecture, info.description].filter(Boolean).join(' ') || 'yes' : 'yes';
+      if (gpu.isFallbackAdapter || (info && info.isFallbackAdapter)) gpuName += ' (fallback adapter)';
+    }
+    return {
+      crossOriginIsolated: globalThis.crossOriginIsolated === true, sharedArrayBuffer: sab,
+      simd: validates(WASM_SIMD), relaxedSimd: validates(WASM_RELAXED_SIMD), threads: sab && validates(WASM_THREADS),
+      jspi: typeof WebAssembly.Suspending === 'function', webgpu: gpuName || false, webgl: webglRenderer() || false,
+      webnn: !!(navigator.ml && navigator.ml.createContext), hardwareConcurrency: HARDWARE_CONCURRENCY,
+      userAgent: navigator.userAgent,
+    };
+  })();
+  return caps;
+}
+
+/** The WebGL renderer string ("... SwiftShader ..." is a software rasterizer), or null without WebGL. */
+export function webglRenderer() {
+  try {
+    const gl = document.createElement('canvas').getContext('webgl2') || document.createElement('canvas').getContext('webgl');
+    if (!gl) return null;
+    const ext = gl.getExtension('WEBGL_debug_renderer_info');
+    const r = String(gl.getParameter(ext ? ext.UNMASKED_RENDERER_WEBGL : gl.RENDERER));
+    gl.getExtension('WEBGL_lose_context')?.loseContext();
+    return r;
+  } catch (e) { return null; }
+}
+
+/** "software" for renderers that draw on the CPU (SwiftShader, llvmpipe), else null. */
+export const softwareGl = (renderer) => (/swiftshader|llvmpipe|software/i.test(renderer || '') ? 'software' : null);

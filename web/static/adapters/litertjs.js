@@ -1,17 +1,26 @@
 // LiteRT.js adapter (@litertjs/core): .tflite models on the wasm (XNNPACK) and webgpu accelerators.
 //
+// Builds (@litertjs/core 2.5.3 ships four, one per realm: loadLiteRt(dir, {threads}) picks the file):
+// litert_wasm_threaded_internal (relaxed SIMD + pthreads; needs cross-origin isolation), litert_wasm_internal
+// (relaxed SIMD), litert_wasm_compat_internal (no relaxed SIMD), and a JSPI build (not used here). configure({threads})
+// before detect(): with threads available the threaded build is loaded and every model is compiled with
+// cpuOptions.numThreads = threads (1 included, so that 1 and N threads compare one build); without, the relaxed-SIMD
+// (or compat) build runs at 1 thread and a request for more is refused by setup().
+//
 // @litertjs/core 2.5.3's JS API only knows float32, int32 and uint8 tensors: CompiledModel's constructor throws
 // "Element type INT64 is not supported." for a model with an int64 (or int8, float16, bool) input or output,
 // before anything runs. Its wasm runtime has no such limit, so a model whose I/O has other element types runs
 // through the same wasm bindings that CompiledModel wraps (loadModel, compileModel, LiteRtTensorBuffer,
 // compiledModel.run): host-memory buffers of the model's own element type, filled and read as raw bytes.
 import { getGlobalLiteRt, loadAndCompile, loadLiteRt, Tensor } from '@litertjs/core';
-import { errText, float16ToFloat32, toDtype, toFloat32, webgpuAdapter } from '../tensors.js';
+import { capabilities, errText, float16ToFloat32, HARDWARE_CONCURRENCY, toDtype, toFloat32, webgpuAdapter,
+  withHardwareConcurrency } from '../tensors.js';
 
 const WASM = '/vendor/@litertjs/core/wasm/';
 export const name = 'litertjs';
 export const runtime = 'litert.js';
 export const backends = ['wasm', 'webgpu'];
+export const threaded = ['wasm'];  // the backends whose thread count configure() sets
 const PUBLIC_DTYPES = ['float32', 'int32', 'uint8'];
 // litert::ElementType values -> typed arrays (the subset a .tflite model's I/O uses).
 const ELEMENT = { 1: Float32Array, 2: Int32Array, 3: Uint8Array, 4: BigInt64Array, 6: Uint8Array, 7: Int16Array,
@@ -19,6 +28,8 @@ const ELEMENT = { 1: Float32Array, 2: Int32Array, 3: Uint8Array, 4: BigInt64Arra
 const ELEMENT_DTYPE = { 1: 'float32', 2: 'int32', 3: 'uint8', 4: 'int64', 6: 'bool', 9: 'int8', 10: 'float16' };
 let pkgVersion = '';
 let loaded = null;
+let wanted = 1;  // threads asked for (configure)
+let build = null;  // {file, threads: bool, relaxedSimd: bool} of the loaded build
 
 // LiteRT's wasm build prints its INFO/WARNING log lines to stderr, which Emscripten maps to console.error;
 // route those to console.info so that real errors stay visible (and testable) as errors.
@@ -27,9 +38,20 @@ console.error = (...a) => (typeof a[0] === 'string' && /^(INFO|WARNING|VERBOSE):
 
 export function version() { return pkgVersion ? `@litertjs/core ${pkgVersion}` : '@litertjs/core'; }
 
+/** {threads: N}: the XNNPACK thread count of every wasm model compiled from now on (call before detect()). */
+export function configure(opts = {}) {
+  if (opts.threads != null) wanted = Math.max(1, Math.floor(Number(opts.threads)) || 1);
+}
+
 function ensureRuntime() {
   loaded = loaded || (async () => {
-    await loadLiteRt(WASM);
+    const c = await capabilities();
+    const threads = c.threads && c.relaxedSimd && c.crossOriginIsolated;
+    // The threaded build starts navigator.hardwareConcurrency pthread workers at load and XNNPACK takes N - 1 of
+    // them: present at least N - 1 while it loads, so that a thread count above the cores cannot stall on a worker.
+    await withHardwareConcurrency(Math.max(HARDWARE_CONCURRENCY, wanted - 1), () => loadLiteRt(WASM, { threads }));
+    build = { threads, relaxedSimd: c.relaxedSimd,
+      file: threads ? 'litert_wasm_threaded_internal' : c.relaxedSimd ? 'litert_wasm_internal' : 'litert_wasm_compat_internal' };
     try { pkgVersion = (await (await fetch('/vendor/@litertjs/core/package.json')).json()).version; } catch (e) { /* unnamed */ }
   })();
   return loaded;
@@ -42,13 +64,27 @@ export async function detect() {
   return out;
 }
 
+/** The setup a model on `backend` gets: {threads (what XNNPACK is given), build (the wasm file and its
+ * features)}; throws when the configured thread count cannot be had here. */
+export function setup(backend) {
+  if (!build) throw new Error('LiteRT.js is not loaded');
+  const what = `${build.relaxedSimd ? 'relaxed-simd' : 'compat'}${build.threads ? ' threaded' : ''} (${build.file})`;
+  if (backend !== 'wasm') return { threads: null, build: `${backend}; ${what}` };
+  if (wanted > 1 && !build.threads) {
+    throw new Error(`${wanted} threads need the threaded build (cross-origin isolation, wasm threads and relaxed SIMD); this browser loaded ${build.file}`);
+  }
+  return { threads: wanted, build: what };
+}
+
+const cpuOptions = () => ({ numThreads: build && build.threads ? wanted : 1 });
+
 const needsRaw = (m) => [...m.signature.inputs, ...m.signature.outputs].some((t) => !PUBLIC_DTYPES.includes(t.dtype));
 
 export async function load(m, backend) {
   await ensureRuntime();
   const h = { m, backend, inputs: m.signature.inputs, outputs: m.signature.outputs };
   if (needsRaw(m)) return Object.assign(h, await loadRaw(m.url, backend));
-  const compiled = await loadAndCompile(m.url, { accelerator: backend });
+  const compiled = await loadAndCompile(m.url, { accelerator: backend, cpuOptions: cpuOptions() });
   const sigs = compiled.signatures;
   h.compiled = compiled;
   h.runner = sigs.serving_default || Object.values(sigs)[0];
@@ -115,7 +151,7 @@ async function loadRaw(url, accelerator) {
   try {
     model = w.loadModel(env.liteRtEnvironment, ptr, bytes.byteLength);
     const compiled = await w.compileModel(env.liteRtEnvironment, model, {
-      environment: env, accelerator, cpuOptions: { numThreads: w.getThreadCount() }, gpuOptions: {}, webNNOptions: {} });
+      environment: env, accelerator, cpuOptions: cpuOptions(), gpuOptions: {}, webNNOptions: {} });
     const n = model.getNumSignatures(), keys = [];
     for (let i = 0; i < n; i++) { const s = model.getSignature(i); keys.push(s.key()); s.delete(); }
     const si = Math.max(0, keys.indexOf('serving_default'));

@@ -11,10 +11,28 @@ const VENDOR = '/vendor/onnxruntime-web/dist/';
 export const name = 'ort';
 export const runtime = 'onnxruntime-web';
 export const backends = ['wasm', 'webgpu'];
+export const threaded = ['wasm'];  // the backends whose thread count configure() sets
 // ONNX Identity model, float32[1] x -> y, opset 13 (79 bytes), to prove a backend works before it is offered.
 const PROBE_MODEL = 'CAcSCGVkZ2Vwb3J0OjsKEAoBeBIBeSIISWRlbnRpdHkSBXByb2JlWg8KAXgSCgoICAESBAoCCAFiDwoBeRIKCggIARIECgIIAUIECgAQDQ==';
 let ort = null;
 let loading = null;
+let wanted = null;  // threads asked for (configure); null: onnxruntime-web's own choice
+
+/** {threads: N}: env.wasm.numThreads, read once when the wasm runtime initialises (call before detect()). */
+export function configure(opts = {}) {
+  if (opts.threads != null) wanted = Math.max(1, Math.floor(Number(opts.threads)) || 1);
+}
+
+/** The setup a model on `backend` gets: {threads, build}; throws when the configured thread count was not had
+ * (onnxruntime-web drops to 1 thread without cross-origin isolation). */
+export function setup(backend) {
+  if (!ort) throw new Error('onnxruntime-web is not loaded');
+  const got = ort.env.wasm.numThreads;
+  const build = `simd threaded (ort-wasm-simd-threaded, ${ort.env.versions.web})`;
+  if (backend !== 'wasm') return { threads: null, build: `${backend}; wasm ${build}` };
+  if (wanted != null && got !== wanted) throw new Error(`${wanted} threads asked for, onnxruntime-web runs ${got}`);
+  return { threads: got, build };
+}
 
 export function version() {
   if (!ort) return 'onnxruntime-web';
@@ -26,7 +44,7 @@ function ensureRuntime() {
     // The wasm + webgpu build; its .wasm and worker .mjs are fetched from the same vendored folder.
     const mod = await import(`${VENDOR}ort.webgpu.min.mjs`);
     mod.env.wasm.wasmPaths = VENDOR;
-    mod.env.wasm.numThreads = globalThis.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
+    mod.env.wasm.numThreads = wanted ?? (globalThis.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1);
     mod.env.wasm.proxy = false;
     mod.env.logLevel = 'error';
     ort = mod;

@@ -1,13 +1,24 @@
 // TF.js adapter: graph models (model.json) on the cpu, wasm, webgl and webgpu backends.
 // Feeds are keyed by the manifest's input names and bound to the model's signature input keys (binding);
 // outputs are fetched by their node names (binding) and returned under the manifest's output names.
-import { errText, loadScript, toFloat32, toInt32, webgpuAdapter } from '../tensors.js';
+//
+// Threads (wasm): configure({threads: N}) before detect(). TF.js picks its wasm binary itself (threaded SIMD when
+// the page is cross-origin isolated, else SIMD, else plain) and sizes XNNPACK's thread pool once, when the backend
+// initialises: setThreadsCount(N) is honoured only up to navigator.hardwareConcurrency / 2 (tfjs#8513: on a 2-core
+// machine it stays at 1 thread whatever it is told). So while the wasm backend initialises, and only then,
+// navigator.hardwareConcurrency reads 2N (withHardwareConcurrency); tf.wasm.getThreadsCount() then says what XNNPACK
+// really got, and setup() refuses a row whose thread count was not had.
+import { errText, HARDWARE_CONCURRENCY, loadScript, softwareGl, toFloat32, toInt32, webglRenderer,
+  webgpuAdapter, withHardwareConcurrency } from '../tensors.js';
 
 const VENDOR = '/vendor/@tensorflow';
 export const name = 'tfjs';
 export const runtime = 'tfjs';
 export const backends = ['cpu', 'wasm', 'webgl', 'webgpu'];
+export const threaded = ['wasm'];  // the backends whose thread count configure() sets
 let tf = null;
+let wanted = 1;  // threads asked for (configure)
+let wasmBuild = null;  // {simd, threads} as TF.js decided
 
 export function version() { return tf ? tf.version.tfjs : ''; }
 
@@ -21,16 +32,47 @@ async function ensureRuntime() {
   return tf;
 }
 
+/** {threads: N}: XNNPACK's thread count on the wasm backend (call before detect(), which initialises it). */
+export function configure(opts = {}) {
+  if (opts.threads != null) wanted = Math.max(1, Math.floor(Number(opts.threads)) || 1);
+}
+
 /** {backend: true | 'why it is unavailable'} */
 export async function detect() {
   await ensureRuntime();
   const out = {};
   for (const b of backends) {
     if (b === 'webgpu' && !(await webgpuAdapter())) { out[b] = 'no WebGPU adapter'; continue; }
-    try { out[b] = (await tf.setBackend(b)) ? true : 'failed to initialise'; } catch (e) { out[b] = errText(e); }
+    try {
+      if (b === 'wasm') {
+        tf.wasm.setThreadsCount(wanted);
+        out[b] = (await withHardwareConcurrency(Math.max(HARDWARE_CONCURRENCY, 2 * wanted), () => tf.setBackend(b)))
+          ? true : 'failed to initialise';
+        wasmBuild = { simd: await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT'),
+          threads: await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT') };
+      } else out[b] = (await tf.setBackend(b)) ? true : 'failed to initialise';
+    } catch (e) { out[b] = errText(e); }
   }
   await tf.setBackend('cpu');
   return out;
+}
+
+/** The setup a model on `backend` gets: {threads, build}; throws when the configured thread count was not had. */
+export function setup(backend) {
+  if (backend === 'wasm') {
+    if (!wasmBuild) throw new Error('the tfjs wasm backend is not initialised');
+    const got = tf.wasm.getThreadsCount();
+    const file = wasmBuild.simd ? (wasmBuild.threads ? 'tfjs-backend-wasm-threaded-simd' : 'tfjs-backend-wasm-simd') : 'tfjs-backend-wasm';
+    const build = `${wasmBuild.simd ? 'simd' : 'no simd'}${wasmBuild.simd && wasmBuild.threads ? ' threaded' : ''} (${file})`;
+    if (got !== wanted) throw new Error(`${wanted} threads asked for, XNNPACK got ${got} (${build})`);
+    return { threads: got, build };
+  }
+  if (backend === 'cpu') return { threads: 1, build: 'plain JS kernels' };
+  if (backend === 'webgl') {
+    const r = webglRenderer() || 'unknown renderer';
+    return { threads: null, build: softwareGl(r) ? `software GL (${/swiftshader/i.test(r) ? 'SwiftShader' : r})` : `GL: ${r}` };
+  }
+  return { threads: null, build: backend };
 }
 
 async function use(backend) {
