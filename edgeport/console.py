@@ -27,6 +27,33 @@ def active_log() -> Path | None:
     return _active
 
 
+class _Sink(io.TextIOBase):
+    """A text stream into the log that never raises (a full disk must not turn a library's warning into a crash)."""
+
+    def __init__(self, f):
+        self._f = f
+
+    def write(self, s: str) -> int:
+        try:
+            return self._f.write(s)
+        except (OSError, ValueError):
+            return len(s)
+
+    def flush(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._f.flush()
+
+    def fileno(self) -> int:
+        return self._f.fileno()
+
+    def isatty(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._f.close()
+
+
 def _backed_by(stream, fd: int) -> bool:
     try:
         return stream.fileno() == fd
@@ -55,7 +82,7 @@ def quiet(log_path: str | Path, enabled: bool = True):
     old_out, old_err = sys.stdout, sys.stderr
     term_out = os.fdopen(os.dup(saved[1]), "w", buffering=1, encoding="utf-8", errors="replace")
     term_err = os.fdopen(os.dup(saved[2]), "w", buffering=1, encoding="utf-8", errors="replace")
-    log_err = os.fdopen(os.dup(fd), "w", buffering=1, encoding="utf-8", errors="replace")
+    log_err = _Sink(os.fdopen(os.dup(fd), "w", buffering=1, encoding="utf-8", errors="replace"))
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)

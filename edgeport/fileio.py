@@ -18,6 +18,9 @@ def atomic_path(dest: str | Path, suffix: str = ""):
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part" + (suffix or dest.suffix), dir=dest.parent)
     os.close(fd)
     tmp = Path(tmp)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # as open() would create it (mkstemp makes 0600)
     try:
         yield tmp
         os.replace(tmp, dest)
