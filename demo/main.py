@@ -9,8 +9,8 @@ from pathlib import Path
 
 # The whole matrix, written as a list so that one can read it and know the pipeline.
 DEMO_JOBS = [
-    ("builtin:simplecnn-torch", ["pte", "tflite"]),
-    ("builtin:simplecnn-keras", ["tflite", "tfjs"]),
+    ("builtin:simplecnn-torch", ["pte", "tflite", "onnx"]),
+    ("builtin:simplecnn-keras", ["tflite", "tfjs", "onnx"]),
 ]
 
 

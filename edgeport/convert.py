@@ -162,7 +162,8 @@ def convert(
         example = {k: v[:1] for k, v in probe.items()}
         shared = Shared(src, _source_record(src), calib, probe, float_out, example, meta,
                         _place_preprocessing_files(src.preprocessing, out, run.dir), options)
-        run.keep_log = quiet is not False
+        # A log worth keeping holds something: this process's output (quiet) or the workers' (isolated, not -v).
+        run.keep_log = bool(quiet) or (isolate and quiet is None)
         jobs = list(enumerate(pl.pairs, 1))
         results: dict[int, Manifest | Failure] = {}
 

@@ -38,6 +38,9 @@ class ArtifactError(EdgeportError):
     """An artifact or manifest is corrupt, incomplete or from a newer schema."""
 
 
+class QuantizationBudgetError(EdgeportError): """No int8 recipe (equalization, then layers kept float) met the accuracy budget; names the best reached."""
+
+
 def one_line(exc: BaseException, limit: int = 400) -> str:
     """First meaningful line of an exception, clipped, for use inside our own messages."""
     text = str(exc).strip() or type(exc).__name__

@@ -430,16 +430,7 @@ def assert_quantized_close(report, max_drop: float | None = None, min_cosine: fl
     over = [r for r in measured if not r.within(budget)]
     if not (over or errors or unmeasured):
         return rows
-    parts = []
-    if over:
-        tasks = sorted({r.task for r in over})
-        parts.append(f"{len(over)} of {len(measured)} measured row(s) over budget ("
-                     + "; ".join(_describe(t, budget) for t in tasks) + ")")
-    if errors:
-        parts.append(f"{len(errors)} row(s) with errors")
-    if unmeasured:
-        parts.append(f"{len({r.artifact for r in unmeasured})} artifact(s) not measured")
-    lines = [f"edgeport: {', '.join(parts)}" + (f" [{filt}]" if filt else ""), ""]
+    lines = [f"edgeport: {_headline(over, errors, unmeasured, measured, budget)}" + (f" [{filt}]" if filt else ""), ""]
     lines += _table([_cells(r, report, budget) for r in over + errors + unmeasured])
     ok = sorted({r.artifact for r in measured if r.within(budget)} - {r.artifact for r in over})
     if ok:
@@ -451,6 +442,46 @@ def assert_quantized_close(report, max_drop: float | None = None, min_cosine: fl
     if unmeasured:
         lines.append("not measured: " + "; ".join(sorted({f"{r.artifact}: {r.skipped}" for r in unmeasured})))
     raise QuantizedAccuracyError("\n".join(lines))
+
+
+def _headline(over, errors, unmeasured, measured, b) -> str:
+    """The first line (pytest's short summary shows it): the worst offender, and how many others."""
+    if over:
+        r = sorted(over, key=lambda r: _badness(r, b), reverse=True)[0]
+        first = f"{r.artifact} over budget: {_shortfall(r, b)}"
+        n = len({x.artifact for x in over})
+        more = [f"{n} of {len({x.artifact for x in measured})} artifacts over budget"] if n > 1 else []
+    elif errors:
+        r = errors[0]
+        first = f"{r.artifact} failed on {r.runtime}: {' '.join(r.error.split())[:120]}"
+        more = []
+    else:
+        r = unmeasured[0]
+        first = f"{r.artifact} was not measured ({r.skipped})"
+        more = []
+    if over and errors:
+        more.append(f"{len(errors)} row(s) with errors")
+    if (over or errors) and unmeasured:
+        more.append(f"{len({x.artifact for x in unmeasured})} artifact(s) not measured")
+    return first + (f" ({'; '.join(more)})" if more else "")
+
+
+def _badness(r, b) -> float:
+    if r.task == "classification":
+        return (_drop(r) or 0.0) - b.max_drop_pp
+    if r.task == "embedding":
+        return b.min_cosine - (r.cosine_mean if r.cosine_mean is not None else -1.0)
+    return b.min_snr_db - (r.snr_db if r.snr_db is not None else -1e9)
+
+
+def _shortfall(r, b) -> str:
+    if r.task == "classification":
+        what = "top-1 drop" if r.accuracy_drop_pp is not None else "top-1 disagreement with float"
+        d = _drop(r)
+        return f"{what} {'-' if d is None else f'{d:.2f}'} pp > {b.max_drop_pp:g} pp"
+    if r.task == "embedding":
+        return f"cosine {'-' if r.cosine_mean is None else f'{r.cosine_mean:.5f}'} < {b.min_cosine:g}"
+    return f"SNR {'-' if r.snr_db is None else f'{r.snr_db:.1f}'} dB < {b.min_snr_db:g} dB"
 
 
 def _describe(task: str, b) -> str:
@@ -515,18 +546,35 @@ def _session(config, tmp_path_factory) -> EdgeportSession:
     return sess
 
 
+class _Fixture:
+    """A fixture's callable, with a short repr (pytest prints fixture values in tracebacks)."""
+
+    def __init__(self, fn, usage: str):
+        self._fn, self._usage = fn, usage
+        self.__doc__ = fn.__doc__
+
+    def __call__(self, *args, **kwargs):
+        __tracebackhide__ = True
+        return self._fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<{self._usage}>"
+
+
 @pytest.fixture(scope="session")
 def edgeport_convert(request, tmp_path_factory):
     """``edgeport_convert(model, to=[...], quant=[...], calib=None, **options) -> list[Manifest]``: convert once per
     session (cached by source hash, target, recipe and options) into the session's temporary folder."""
-    return _session(request.config, tmp_path_factory).convert
+    return _Fixture(_session(request.config, tmp_path_factory).convert,
+                    "edgeport_convert(model, to, quant, calib=None, **options)")
 
 
 @pytest.fixture(scope="session")
 def edgeport_evaluate(request, tmp_path_factory):
     """``edgeport_evaluate(artifacts, data=None, threads=1, browser=None, task=None) -> Report``: measure with the
     real runtimes, once per session for each (artifact, data, threads, browser)."""
-    return _session(request.config, tmp_path_factory).evaluate
+    return _Fixture(_session(request.config, tmp_path_factory).evaluate,
+                    "edgeport_evaluate(artifacts, data=None, threads=1, browser=None, task=None)")
 
 
 def pytest_sessionfinish(session, exitstatus):

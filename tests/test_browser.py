@@ -4,8 +4,8 @@ Uses the session fixtures of conftest.py: `artifacts` (the built-in models conve
 and `browser_report` (the page's benchmark mode over `artifacts`, quick timing)."""
 
 import json
-import os
 import math
+import os
 
 import numpy as np
 import pytest

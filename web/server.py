@@ -211,6 +211,10 @@ class Handler(BaseHTTPRequestHandler):
         parts = path.split("/")
         if ".." in parts or "\\" in path or "\x00" in path:
             return self._deny()
+        if len(path) > 2048 or any(len(p.encode()) > 255 for p in parts):  # the file system would raise ENAMETOOLONG
+            return self._deny(HTTPStatus.REQUEST_URI_TOO_LONG, "path too long")
+        if any(p.startswith(".") for p in parts):  # dotfiles (.git, .env, staging .part folders) are never served
+            return self._deny(HTTPStatus.NOT_FOUND, "not found")
         if path in ("/", "/index.html"):
             return self._file(STATIC, "index.html")
         if path == "/api/manifests":

@@ -1,0 +1,638 @@
+"""Static int8 that holds accuracy: an accuracy budget, met with the smallest change from all-int8.
+
+Given a budget (``max_drop_pp`` for classification, ``min_cosine`` for embedding, ``min_snr_db`` for regression)
+and budget rows kept apart from calibration, the search tries, in order, and stops at the first that meets it:
+
+1. plain static int8 (every layer int8);
+2. an equalization that keeps every layer int8 (torch sources): BatchNorm folding + cross-layer equalization of
+   conv/linear chains, and SmoothQuant scale migration for Linear inputs with outlier channels (transformers);
+   kept when it improves the metric;
+3. the fewest layers kept float: layers ranked by the SNR they lose (:mod:`edgeport.edge.inspect`, one pass on the
+   int8 model), then the shortest prefix of that ranking that meets the budget (lengths 1, 2, 4, ... then
+   bisection).
+
+``.pte``: PT2E (XNNPACKQuantizer, per-channel weights, per-tensor activations) with a node filter that leaves the
+chosen modules float; candidates are scored in Python on the fake-quantized GraphModule, and the chosen one is
+lowered and measured again with the real ExecuTorch runtime (if that misses, the next layer is added).
+``.tflite`` (Keras and torch sources alike): the float .tflite of the official converter -> ai-edge-quantizer static
+int8 with per-op exclusions (NO_QUANTIZE by op scope), calibrated once; every candidate is run with LiteRT. This
+also avoids litert-torch's PT2E path, which fails on plain conv-relu-pool chains.
+
+The result's ``quantization`` dict goes into the manifest; :class:`edgeport.errors.QuantizationBudgetError` is raised
+naming the best reached when nothing meets the budget.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edgeport.errors import InputError, QuantizationBudgetError
+
+# ------------------------------------------------------------------------------------------------ the budget
+_COMPUTE_OPS = {"conv2d", "conv1d", "linear", "matmul", "bmm", "mm", "addmm", "add", "mul", "sub", "div", "softmax",
+                "_softmax", "layer_norm", "gelu", "tanh", "mean", "cat", "hardswish", "sigmoid", "avg_pool2d",
+                "adaptive_avg_pool2d", "max_pool2d", "relu", "embedding"}
+
+
+@dataclass(frozen=True)
+class Goal:
+    """What meeting the budget means for one task: a metric, its threshold and its direction."""
+
+    task: str
+    metric: str  # drop_pp | cosine | snr_db
+    threshold: float
+
+    def meets(self, value: float) -> bool:
+        return value <= self.threshold + 1e-9 if self.metric == "drop_pp" else value >= self.threshold - 1e-9
+
+    def better(self, a: float, b: float) -> bool:
+        return a < b if self.metric == "drop_pp" else a > b
+
+    def describe(self) -> str:
+        return {"drop_pp": f"accuracy drop <= {self.threshold:g} pp", "cosine": f"cosine >= {self.threshold:g}",
+                "snr_db": f"SNR >= {self.threshold:g} dB"}[self.metric]
+
+
+def goal(task: str, budget: Any) -> Goal:
+    """``budget``: an edgeport.report.Budget, a dict ({max_drop_pp | min_cosine | min_snr_db: value}) or a number
+    (the task's own threshold)."""
+    keys = {"classification": ("max_drop_pp", "drop_pp"), "embedding": ("min_cosine", "cosine"),
+            "regression": ("min_snr_db", "snr_db")}
+    if task not in keys:
+        raise InputError(f"no accuracy budget for task {task!r}; use classification, embedding or regression")
+    k, metric = keys[task]
+    if isinstance(budget, (int, float)):
+        v = float(budget)
+    elif isinstance(budget, dict):
+        if k not in budget:
+            raise InputError(f"a {task} model's budget is {k} (got {', '.join(budget) or 'nothing'})")
+        v = float(budget[k])
+    else:
+        v = float(getattr(budget, k))
+    return Goal(task, metric, v)
+
+
+def score(g: Goal, ref: dict[str, np.ndarray], got: dict[str, np.ndarray], y: np.ndarray | None) -> dict:
+    """The budget metric (and companions) of ``got`` against the float outputs ``ref`` on the budget rows."""
+    from edgeport.metrics import cosine_rows, snr_db
+
+    name = next(iter(ref))
+    r = np.asarray(ref[name]).reshape(len(ref[name]), -1)
+    q = np.asarray(got[name]).reshape(len(got[name]), -1)
+    out: dict = {}
+    if g.task == "classification":
+        agree = float((r.argmax(1) == q.argmax(1)).mean())
+        out["agreement"] = round(agree, 6)
+        if y is not None:
+            fa, qa = float((r.argmax(1) == y).mean()), float((q.argmax(1) == y).mean())
+            out.update(float_accuracy=round(fa, 6), accuracy=round(qa, 6), drop_pp=round(100 * (fa - qa), 4))
+        else:  # no labels: disagreement with the float model bounds the accuracy drop from above
+            out["drop_pp"] = round(100 * (1 - agree), 4)
+            out["drop_from"] = "disagreement with float (no labels)"
+    out["cosine"] = round(float(cosine_rows(r, q).mean()), 6)
+    s = snr_db(r, q)
+    out["snr_db"] = round(s, 3) if np.isfinite(s) else 999.0
+    out["value"] = out[g.metric]
+    out["meets"] = g.meets(out["value"])
+    return out
+
+
+def split_feeds(budget_feeds: dict[str, np.ndarray], names: list[str]) -> tuple[dict, np.ndarray | None]:
+    missing = [n for n in names if n not in budget_feeds]
+    if missing:
+        raise InputError(f"budget data lacks input(s) {', '.join(missing)}; give one array per input (and y for labels)")
+    y = budget_feeds.get("y")
+    return {n: np.asarray(budget_feeds[n]) for n in names}, (None if y is None else np.asarray(y).astype(np.int64))
+
+
+@dataclass
+class BudgetResult:
+    """What a budgeted conversion produced: the artifact's bytes (``data``; .tflite) or the lowered ExecuTorch
+    program (``program``; .pte, with ``delegation``), and the manifest's ``quantization`` dict (``facts``)."""
+
+    facts: dict
+    data: bytes | None = None
+    program: Any = None
+    delegation: dict | None = None
+    exported: Any = None
+
+
+# ------------------------------------------------------------------------------------------------ equalization
+def _equalize(module, example: tuple, calib: list[tuple], methods: list[str]) -> dict:
+    """Apply ``methods`` (in order: batchnorm-fold, cle, smoothquant) to ``module`` in place. -> facts."""
+    from . import equalize as eq
+
+    facts: dict = {"applied": []}
+    if "batchnorm-fold" in methods:
+        folded = eq.fold_batchnorm_(module, example)
+        if folded:
+            facts["applied"].append("batchnorm-fold")
+            facts["batchnorm_folded"] = folded
+    if "cle" in methods:
+        f = eq.cross_layer_equalize_(module, example)
+        if f["pairs"]:
+            facts["applied"].append("cle")
+            facts["cle"] = f
+    if "smoothquant" in methods:
+        f = eq.smooth_quant_(module, calib[:32])
+        if f["linears"]:
+            facts["applied"].append("smoothquant")
+            facts["smoothquant"] = f
+    return facts
+
+
+def equalized_module(module, example: tuple, calib: list[tuple], equalization: dict | None):
+    """A deep copy of ``module`` with the equalization a manifest records re-applied (deterministic)."""
+    m = copy.deepcopy(module).eval()
+    if equalization and equalization.get("applied"):
+        _equalize(m, example, calib, list(equalization["applied"]))
+    return m
+
+
+def _has_embeddings(module) -> bool:
+    import torch
+
+    return any(isinstance(m, torch.nn.Embedding) for m in module.modules())
+
+
+# ------------------------------------------------------------------------------------------------ PT2E (.pte)
+def _filter(float_layers: set[str]) -> Callable:
+    from .equalize import module_path_fqns
+
+    def keep(n) -> bool:
+        if not float_layers:
+            return True
+        return not any(f in float_layers for f in module_path_fqns(n))
+
+    return keep
+
+
+def _pt2e(module, example: tuple, calib: list[tuple], *, float_layers=(), dynamic: bool = False):
+    """export -> (float GraphModule, fake-quant converted GraphModule, facts); modules in ``float_layers`` stay float."""
+    import torch
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from .pt2e import drop_saturated_observers, float_only, quantize_embeddings_
+
+    if _has_embeddings(module):
+        module = quantize_embeddings_(copy.deepcopy(module), 8)
+    ep = torch.export.export(module, example, strict=False)
+    q = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
+    q.set_filter_function(_filter(set(float_layers)))
+    prepared = prepare_pt2e(ep.module(), float_only(q))
+    with torch.no_grad():
+        for b in (calib if not dynamic else [example]):
+            prepared(*b)
+    dropped = drop_saturated_observers(prepared) if not dynamic else []
+    converted = convert_pt2e(prepared, fold_quantize=True)
+    try:
+        from torchao.quantization.pt2e import move_exported_model_to_eval
+
+        move_exported_model_to_eval(converted)
+    except ImportError:
+        pass
+    facts = {"scheme": "PT2E", "calibration_samples": len(calib), "kept_float_saturated": dropped}
+    return ep.module(), converted, facts
+
+
+def pt2e_graphs(src, calib: list[tuple], *, dynamic: bool = False, equalization: dict | None = None,
+                float_layers=()) -> tuple:
+    """(float GraphModule, PT2E fake-quant GraphModule) for a torch Source, as the budgeted converter makes them."""
+    example = tuple(t[:1] for t in calib[0]) if calib else None
+    m = equalized_module(src.torch_module(), example, calib, equalization)
+    smooth = ((equalization or {}).get("smoothquant") or {}).get("float_scales", [])
+    f, q, _ = _pt2e(m, example, calib, float_layers=set(float_layers) | set(smooth), dynamic=dynamic)
+    return f, q
+
+
+def calibration_batches_for(m, src) -> list[tuple]:
+    """The calibration rows a manifest records (``calibration.source`` and ``samples``), as torch tuples."""
+    from edgeport import data as dat
+
+    cal = m.calibration or {}
+    spec = str(cal.get("source") or m.source.get("default_data") or "")
+    if not spec:
+        raise InputError(f"{m.name}: the manifest names no calibration data; re-convert it with --calib")
+    spec = spec[:-len(":train")] if spec.endswith(":train") else spec
+    sig = type(m.sig)(tuple(s.with_(binding=None, quantization=None) for s in m.sig.inputs), ())
+    probe = (m.probe or {}).get("data")
+    data = probe if probe and not dat.is_named(probe) and probe != spec else None
+    cal_feeds, _, _ = dat.calibration_and_probe(sig, m.preprocessing, calib=spec, data=data, default_data=None,
+                                                need_calib=True, n_calib=int(cal.get("samples") or 200), root=m.folder)
+    return _torch_batches(cal_feeds, [s.name for s in sig.inputs])
+
+
+def _torch_batches(feeds: dict[str, np.ndarray], names: list[str]) -> list[tuple]:
+    import torch
+
+    n = len(next(iter(feeds.values())))
+    return [tuple(torch.from_numpy(np.ascontiguousarray(feeds[k][i:i + 1])) for k in names) for i in range(n)]
+
+
+def _run_gm(gm, batches: list[tuple], out_names: list[str]) -> dict[str, np.ndarray]:
+    import torch
+
+    from edgeport.sources import flatten_outputs
+
+    outs: dict[str, list] = {}
+    with torch.no_grad():
+        for b in batches:
+            res = flatten_outputs(gm(*b))
+            for i, (k, v) in enumerate(res.items()):
+                outs.setdefault(out_names[i] if i < len(out_names) else k, []).append(np.asarray(v, np.float32))
+    return {k: np.concatenate(v) for k, v in outs.items()}
+
+
+def _candidates(rows: list[dict], module) -> list[str]:
+    """Layers worth keeping float, most sensitive first: rows naming a module with weights or a compute op."""
+    names = dict(module.named_modules())
+    out = []
+    for r in rows:
+        lay = r["layer"]
+        sub = names.get(lay)
+        has_w = sub is not None and any(True for _ in sub.parameters(recurse=False))
+        if (has_w or r["op"] in _COMPUTE_OPS) and lay not in out and lay != "(root)":
+            out.append(lay)
+    return out
+
+
+def _prefix_search(order: list[str], evaluate: Callable[[list[str]], dict], g: Goal, log: list) -> tuple[int, dict] | None:
+    """Smallest k such that the first k of ``order`` kept float meets the goal (1, 2, 4, ... then bisect)."""
+    results: dict[int, dict] = {}
+
+    def ev(k):
+        if k not in results:
+            results[k] = evaluate(order[:k])
+            log.append({"float_layers": order[:k], **{x: results[k][x] for x in ("value", "meets")}})
+        return results[k]
+
+    lo, k = 0, 1
+    n = len(order)
+    while k <= n:
+        if ev(k)["meets"]:
+            break
+        lo = k
+        k = min(n, 2 * k) if k < n else n + 1
+    if k > n:
+        return None
+    hi = k
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if ev(mid)["meets"]:
+            hi = mid
+        else:
+            lo = mid
+    return hi, results[hi]
+
+
+def _lower(converted, example: tuple, embeddings: bool = False):
+    import torch
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.devtools.backend_debug import get_delegation_info
+    from executorch.exir import to_edge_transform_and_lower
+
+    ep = torch.export.export(converted, example, strict=False)
+    edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
+    if embeddings:  # int8 embedding tables -> quantized_decomposed.embedding_byte (as the .pte converter does)
+        from executorch.exir.passes.quant_fusion_pass import quant_fusion_and_const_prop_pass
+
+        quant_fusion_and_const_prop_pass(edge.exported_program())
+    info = get_delegation_info(edge.exported_program().graph_module)
+    delegation = {"delegated": int(info.num_delegated_nodes),
+                  "total": int(info.num_delegated_nodes + info.num_non_delegated_nodes), "unit": "graph nodes",
+                  "subgraphs": int(info.num_delegated_subgraphs)}
+    return edge.to_executorch(), delegation, ep
+
+
+def _run_pte(program, feeds: dict[str, np.ndarray], names: list[str], out_names: list[str]) -> tuple[dict, int]:
+    """Run a lowered program with the real ExecuTorch runtime (from a temporary file). -> (outputs, bytes)."""
+    import torch  # noqa: F401
+    import executorch.kernels.quantized  # noqa: F401
+    from executorch.runtime import Runtime
+
+    with tempfile.TemporaryDirectory(prefix="edgeport-budget-") as d:
+        p = Path(d) / "candidate.pte"
+        with open(p, "wb") as f:
+            program.write_to_file(f)
+        size = p.stat().st_size
+        method = Runtime.get().load_program(str(p)).load_method("forward")
+        outs: dict[str, list] = {}
+        n = len(next(iter(feeds.values())))
+        import torch as _t
+
+        for i in range(n):
+            res = method.execute([_t.from_numpy(np.ascontiguousarray(feeds[k][i:i + 1])) for k in names])
+            for j, v in enumerate(res):
+                outs.setdefault(out_names[j] if j < len(out_names) else f"output_{j}", []).append(np.asarray(v.numpy(), np.float32))
+    return {k: np.concatenate(v) for k, v in outs.items()}, size
+
+
+def search_pte(module, example: tuple, calib: list[tuple], budget_feeds: dict[str, np.ndarray], *, task: str,
+               budget: Any, input_names: list[str], output_names: list[str], sensitivity_samples: int = 16,
+               equalize: bool = True, verify: bool = True) -> BudgetResult:
+    """The budget search for ExecuTorch (see the module docstring). ``module``: the float nn.Module; ``example``:
+    batch-1 torch tuple; ``calib``: calibration batches (torch tuples); ``budget_feeds``: {input: (N, ...)} plus
+    optional labels ``y``."""
+    from edgeport.edge.inspect import pt2e_layer_rows
+
+    t0 = time.perf_counter()
+    g = goal(task, budget)
+    feeds, y = split_feeds(budget_feeds, input_names)
+    bb = _torch_batches(feeds, input_names)
+    base = copy.deepcopy(module).eval()
+    ref = _run_gm(base, bb, output_names)
+    log: list = []
+
+    def evaluate(m, eq_facts, float_layers) -> dict:
+        smooth = (eq_facts.get("smoothquant") or {}).get("float_scales", [])
+        _, conv, _ = _pt2e(m, example, calib, float_layers=set(float_layers) | set(smooth))
+        return score(g, ref, _run_gm(conv, bb, output_names), y)
+
+    variants = [("none", base, {"applied": []})]
+    plain = evaluate(base, {"applied": []}, [])
+    log.append({"equalization": "none", "float_layers": [], "value": plain["value"], "meets": plain["meets"]})
+    best = ("none", base, {"applied": []}, plain)
+    if not plain["meets"] and equalize:
+        m = copy.deepcopy(module).eval()
+        eqf = _equalize(m, example, calib, ["batchnorm-fold", "cle", "smoothquant"])
+        if eqf["applied"]:
+            res = evaluate(m, eqf, [])
+            log.append({"equalization": "+".join(eqf["applied"]), "float_layers": [], "value": res["value"],
+                        "meets": res["meets"]})
+            if res["meets"] or g.better(res["value"], plain["value"]):
+                best = ("+".join(eqf["applied"]), m, eqf, res)
+    _, model, eqf, res = best
+    float_layers: list[str] = []
+    order: list[str] = []
+    if not res["meets"]:
+        smooth = (eqf.get("smoothquant") or {}).get("float_scales", [])
+        fg, qg, _ = _pt2e(model, example, calib, float_layers=set(smooth))
+        rows = pt2e_layer_rows(fg, qg, bb[:sensitivity_samples])
+        order = _candidates(rows, model)
+        found = _prefix_search(order, lambda fl: evaluate(model, eqf, fl), g, log)
+        if found is None:
+            raise _budget_error(g, log, t0)
+        k, res = found
+        float_layers = order[:k]
+    # The chosen candidate, lowered and measured with the real runtime; add the next layer if it misses.
+    smooth = (eqf.get("smoothquant") or {}).get("float_scales", [])
+    while True:
+        _, conv, pfacts = _pt2e(model, example, calib, float_layers=set(float_layers) | set(smooth))
+        program, delegation, exported = _lower(conv, example, _has_embeddings(model))
+        if not verify:
+            measured, size = res, None
+            break
+        got, size = _run_pte(program, feeds, input_names, output_names)
+        measured = score(g, ref, got, y)
+        log.append({"float_layers": list(float_layers), "value": measured["value"], "meets": measured["meets"],
+                    "runtime": "executorch"})
+        if measured["meets"]:
+            break
+        if not order:
+            smooth_fg, qg, _ = _pt2e(model, example, calib, float_layers=set(smooth))
+            order = _candidates(pt2e_layer_rows(smooth_fg, qg, bb[:sensitivity_samples]), model)
+        rest = [o for o in order if o not in float_layers]
+        if not rest:
+            raise _budget_error(g, log, t0)
+        float_layers.append(rest[0])
+    facts = {**pfacts, "activations": "static int8 (per-tensor, MinMax)", "weights": "int8 per channel, symmetric",
+             "budget": {"metric": g.metric, "threshold": g.threshold, "rows": int(len(next(iter(feeds.values()))))},
+             "equalization": eqf if eqf["applied"] else None, "float_layers": list(float_layers),
+             "measured": {k: v for k, v in measured.items() if k != "meets"}, "plain_int8": plain["value"],
+             "measured_by": "executorch.runtime" if verify else "PT2E fake-quant (Python)",
+             "search": log, "search_seconds": round(time.perf_counter() - t0, 2)}
+    if size is not None:
+        facts["bytes"] = size
+    return BudgetResult(facts=facts, program=program, delegation=delegation, exported=exported)
+
+
+def _budget_error(g: Goal, log: list, t0: float) -> QuantizationBudgetError:
+    vals = [e for e in log if "value" in e]
+    best = None
+    for e in vals:
+        if best is None or g.better(e["value"], best["value"]):
+            best = e
+    where = "" if best is None else (f"; best reached: {g.metric} {best['value']:g} with "
+                                     f"{len(best.get('float_layers') or [])} layer(s) float"
+                                     + (f" and {best['equalization']} equalization" if best.get("equalization") not in (None, "none") else ""))
+    return QuantizationBudgetError(f"int8 could not meet the budget ({g.describe()}) after {len(vals)} candidate(s) in"
+                                   f" {time.perf_counter() - t0:.0f}s{where}; loosen the budget or use fp16/dynamic-int8")
+
+
+def budgeted_int8_pte(job, budget, budget_feeds: dict[str, np.ndarray], **kw) -> BudgetResult:
+    """For the .pte converter: the budget search on a converters Job (its source, calibration rows and example).
+    ``.program`` is the lowered ExecuTorch program to write, ``.delegation`` its counts, ``.facts`` the manifest's
+    ``quantization``."""
+    if job.calib is None:
+        raise InputError(f"{job.name}: a budgeted int8 needs calibration rows (--calib or the model's default set)")
+    names = job.sig.input_names
+    calib = [tuple(__import__("torch").from_numpy(np.ascontiguousarray(r[n])) for n in names) for r in job.calib_rows()]
+    return search_pte(job.source.torch_module(), job.example_torch(), calib, budget_feeds, task=job.source.task,
+                      budget=budget, input_names=list(names), output_names=list(job.sig.output_names), **kw)
+
+
+# ------------------------------------------------------------------------------------------------ TFLite
+def float_tflite(src, equalization: dict | None = None, calib: list[tuple] | None = None,
+                 example: dict | None = None) -> bytes:
+    """The float .tflite of a Source through its official converter (TFLiteConverter for Keras, litert-torch for
+    torch), after re-applying a recorded equalization (torch)."""
+    from edgeport.config import ConvertOptions
+    from edgeport.converters.common import Job, cleanup
+
+    ex = example or src.example()
+    if src.framework == "torch" and equalization and equalization.get("applied"):
+        names = src.signature.input_names
+        ext = tuple(__import__("torch").from_numpy(np.ascontiguousarray(ex[n])) for n in names)
+        src = dataclasses.replace(src, model=equalized_module(src.torch_module(), ext, calib or [ext], equalization))
+    conv = _tflite_converter(src.framework)
+    with tempfile.TemporaryDirectory(prefix="edgeport-float-tflite-") as d:
+        work = Path(d) / "work"
+        work.mkdir()
+        job = Job(src, "fp32", work, "float", None, ConvertOptions(), ex, {})
+        try:
+            produced = conv(job)
+            return (work / produced.entry).read_bytes()
+        finally:
+            cleanup(job.cache)
+
+
+def _tflite_converter(framework: str):
+    from edgeport.registry import get_converter
+
+    return get_converter(framework, "tflite").fn
+
+
+def _aeq_quantize(float_bytes: bytes, calib_result, excluded_scopes: list[str]) -> bytes:
+    from ai_edge_quantizer import algorithm_manager, qtyping, recipe_manager
+    from ai_edge_quantizer import quantizer as aeq
+
+    rm = recipe_manager.RecipeManager()
+    rm.add_static_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, activation_num_bits=8,
+                         weight_num_bits=8, algorithm_key=algorithm_manager.AlgorithmName.MIN_MAX_UNIFORM_QUANT)
+    for s in excluded_scopes:
+        rm.add_quantization_config(regex="^" + re.escape(s) + "$", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+                                   algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
+    q = aeq.Quantizer(bytes(float_bytes))
+    q.load_quantization_recipe(rm.get_quantization_recipe())
+    return bytes(q.quantize(calib_result, enable_progress_report=False).quantized_model)
+
+
+def _aeq_calibrate(float_bytes: bytes, calib: list[dict], key: str):
+    from ai_edge_quantizer import algorithm_manager, qtyping, recipe_manager
+    from ai_edge_quantizer import quantizer as aeq
+
+    rm = recipe_manager.RecipeManager()
+    rm.add_static_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, activation_num_bits=8,
+                         weight_num_bits=8, algorithm_key=algorithm_manager.AlgorithmName.MIN_MAX_UNIFORM_QUANT)
+    q = aeq.Quantizer(bytes(float_bytes))
+    q.load_quantization_recipe(rm.get_quantization_recipe())
+    return q.calibrate({key: list(calib)}, num_threads=1)
+
+
+def _run_tflite(data: bytes, feeds: dict[str, np.ndarray], names: list[str], out_names: list[str]) -> dict:
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgeport.converters.common import bind_keys
+
+    it = Interpreter(model_content=bytes(data), num_threads=1)
+    it.allocate_tensors()
+    sigs = it.get_signature_list()
+    key = "serving_default" if "serving_default" in sigs else next(iter(sigs))
+    sr = it.get_signature_runner(key)
+    ind, outd = sr.get_input_details(), sr.get_output_details()
+    ikeys = bind_keys(names, list(ind))
+    okeys = bind_keys(out_names, list(outd))
+    n = len(next(iter(feeds.values())))
+    outs: dict[str, list] = {o: [] for o in out_names}
+    for i in range(n):
+        for nm, k in zip(names, ikeys):
+            d = ind[k]
+            x = feeds[nm][i:i + 1]
+            sc, zp = d.get("quantization", (0.0, 0))
+            if np.dtype(d["dtype"]).kind in "iu" and x.dtype.kind == "f" and sc:
+                info = np.iinfo(d["dtype"])
+                x = np.clip(np.round(x / sc + zp), info.min, info.max)
+            it.set_tensor(d["index"], np.asarray(x).astype(d["dtype"]))
+        it.invoke()
+        for o, k in zip(out_names, okeys):
+            d = outd[k]
+            v = it.get_tensor(d["index"])
+            sc, zp = d.get("quantization", (0.0, 0))
+            v = (v.astype(np.float32) - zp) * sc if v.dtype.kind in "iu" and sc else v.astype(np.float32)
+            outs[o].append(v)
+    return {k: np.concatenate(v) for k, v in outs.items()}
+
+
+def _tflite_candidates(rows: list[dict], float_bytes: bytes) -> list[tuple[str, list[str]]]:
+    """(layer, [op scopes of that layer]) most sensitive first, from inspect rows on the .tflite."""
+    from edgeport.edge.inspect import _TFLRun
+
+    run = _TFLRun(float_bytes)
+    by_tensor = {}
+    for op in run.ops:
+        by_tensor[run.op_scope(op)] = op
+    out = []
+    for r in rows:
+        scope = r["tensor"] + ";"
+        if scope in by_tensor:
+            out.append((r["layer"], [scope]))
+    return out
+
+
+def search_tflite(src, calib_feeds: dict[str, np.ndarray], budget_feeds: dict[str, np.ndarray], *, budget: Any,
+                  task: str | None = None, sensitivity_samples: int = 16, equalize: bool = True) -> BudgetResult:
+    """The budget search for .tflite (Keras or torch Source): float .tflite -> ai-edge-quantizer static int8,
+    per-op exclusions; every candidate measured with LiteRT."""
+    from edgeport.converters.common import bind_keys
+    from edgeport.edge.inspect import LayerNamer, _TFLRun, tflite_layer_rows
+
+    t0 = time.perf_counter()
+    task = task or src.task
+    g = goal(task, budget)
+    names = list(src.signature.input_names)
+    out_names = list(src.signature.output_names)
+    feeds, y = split_feeds(budget_feeds, names)
+    calib_feeds = {n: np.asarray(calib_feeds[n]) for n in names}
+    ncal = len(next(iter(calib_feeds.values())))
+    log: list = []
+    torch_calib = _torch_batches(calib_feeds, names) if src.framework == "torch" else None
+    example = {n: calib_feeds[n][:1] for n in names}
+
+    def prepare(eq: dict | None):
+        fb = float_tflite(src, eq, torch_calib, example)
+        run = _TFLRun(fb)
+        keys = bind_keys(names, list(run.inputs))
+        rows_cal = [{k: calib_feeds[n][i:i + 1] for n, k in zip(names, keys)} for i in range(ncal)]
+        return fb, _aeq_calibrate(fb, rows_cal, run.key), keys
+
+    fb, cres, keys = prepare(None)
+    ref = _run_tflite(fb, feeds, names, out_names)
+    plain_bytes = _aeq_quantize(fb, cres, [])
+    plain = score(g, ref, _run_tflite(plain_bytes, feeds, names, out_names), y)
+    log.append({"equalization": "none", "float_layers": [], "value": plain["value"], "meets": plain["meets"]})
+    best = (None, fb, cres, keys, plain, plain_bytes)
+    if not plain["meets"] and equalize and src.framework == "torch":
+        m = copy.deepcopy(src.torch_module()).eval()
+        ext = tuple(t[:1] for t in torch_calib[0])
+        eqf = _equalize(m, ext, torch_calib, ["batchnorm-fold", "cle"])  # SmoothQuant's float multiply: .pte only
+        if eqf["applied"]:
+            efb, ecres, ekeys = prepare(eqf)
+            eb = _aeq_quantize(efb, ecres, [])
+            res = score(g, ref, _run_tflite(eb, feeds, names, out_names), y)
+            log.append({"equalization": "+".join(eqf["applied"]), "float_layers": [], "value": res["value"],
+                        "meets": res["meets"]})
+            if res["meets"] or g.better(res["value"], plain["value"]):
+                best = (eqf, efb, ecres, ekeys, res, eb)
+    eqf, fb, cres, keys, res, qbytes = best
+    float_layers: list[str] = []
+    excluded: list[str] = []
+    if not res["meets"]:
+        samples = [{k: feeds[n][i:i + 1] for n, k in zip(names, keys)}
+                   for i in range(min(sensitivity_samples, len(next(iter(feeds.values())))))]
+        rows = tflite_layer_rows(fb, qbytes, samples, LayerNamer(src))
+        order = _tflite_candidates(rows, fb)
+        cache: dict = {}
+
+        def evaluate(prefix):
+            scopes = [s for _, ss in prefix for s in ss]
+            data = _aeq_quantize(fb, cres, scopes)
+            r = score(g, ref, _run_tflite(data, feeds, names, out_names), y)
+            cache[len(prefix)] = data
+            return r
+
+        found = _prefix_search(order, evaluate, g, log)
+        if found is None:
+            raise _budget_error(g, log, t0)
+        k, res = found
+        float_layers = [lay for lay, _ in order[:k]]
+        excluded = [s for _, ss in order[:k] for s in ss]
+        qbytes = _aeq_quantize(fb, cres, excluded)
+    facts = {"scheme": "ai-edge-quantizer static int8 (MIN_MAX_UNIFORM_QUANT)", "calibration_samples": ncal,
+             "activations": "static int8 (per-tensor, asymmetric)", "weights": "int8 per channel, symmetric",
+             "budget": {"metric": g.metric, "threshold": g.threshold, "rows": int(len(next(iter(feeds.values()))))},
+             "equalization": eqf, "float_layers": float_layers, "float_ops": excluded,
+             "measured": {k: v for k, v in res.items() if k != "meets"}, "plain_int8": plain["value"],
+             "measured_by": "ai-edge-litert", "search": log, "search_seconds": round(time.perf_counter() - t0, 2),
+             "bytes": len(qbytes), "float_bytes": len(fb)}
+    return BudgetResult(facts=facts, data=qbytes)
+
+
+def budgeted_int8_tflite(job, budget, budget_feeds: dict[str, np.ndarray], **kw) -> BudgetResult:
+    """For the .tflite converters (Keras and torch): the budget search on a converters Job. ``.data`` is the
+    .tflite to write, ``.facts`` the manifest's ``quantization``."""
+    if job.calib is None:
+        raise InputError(f"{job.name}: a budgeted int8 needs calibration rows (--calib or the model's default set)")
+    return search_tflite(job.source, job.calib, budget_feeds, budget=budget, task=job.source.task, **kw)
