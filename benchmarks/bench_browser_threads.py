@@ -4,10 +4,15 @@ interpreter (XNNPACK) at the same thread counts: p50 of each and browser p50 / n
 
 Goal: browser int8 at 2 threads within 4x of native int8 at 2 threads (3x ideal). Native runs in the evaluator's
 worker process; the browser runs the page's benchmark mode in headless Chromium (one pass per thread count, each in
-a fresh frame). Both: 10 warm-ups, then >= 100 runs and >= 2 s on one prepared sample."""
+a fresh frame). Both: 10 warm-ups, then >= 100 runs and >= 2 s on one prepared sample.
+
+`python benchmarks/bench_browser_threads.py [DIR]`: with DIR, the converted artifacts are kept there and reused by
+the next run (conversion takes minutes). The load average before and after is recorded: on a busy machine the
+figures are not comparable with the goal."""
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -53,7 +58,7 @@ def _browser(folder: Path) -> tuple[dict, dict, dict]:
     return out, builds, {"capabilities": rep.get("capabilities"), "console_errors": errors[:5]}
 
 
-def main() -> dict:
+def main(keep: str | None = None) -> dict:
     from edgeport.config import ConvertOptions
     from edgeport.convert import convert
     from edgeport.fileio import sha256_file
@@ -62,8 +67,11 @@ def main() -> dict:
 
     import mobilenet
 
-    with tempfile.TemporaryDirectory() as d:
-        d = Path(d)
+    from edgeport.manifest import Manifest, find_manifests
+
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(keep or tmp)
+        d.mkdir(parents=True, exist_ok=True)
         rng = np.random.default_rng(0)
         calib = rng.random((16, 3, 224, 224), dtype=np.float32)
         np.savez(d / "calib.npz", x=calib)
@@ -72,9 +80,13 @@ def main() -> dict:
                      mobilenet.build(), Signature((make_input("x", "float32", (1, 3, 224, 224), "image"),),
                                (TensorSpec("logits", "float32", (1, 1000), "logits"),)),
                      task="classification")
-        ms = convert(src, ["tflite"], ["fp32", "int8"], d / "m", ConvertOptions(calib=str(d / "calib.npz")))
+        found = find_manifests([d / "m"]) if (d / "m").is_dir() else []
+        ms = sorted((Manifest.read(p) for p in found), key=lambda m: m.recipe) if len(found) == 2 else \
+            convert(src, ["tflite"], ["fp32", "int8"], d / "m", ConvertOptions(calib=str(d / "calib.npz")))
+        load_before = os.getloadavg()
         native = _native(ms, d, d / "mnv2.npz")
         browser, builds, facts = _browser(d / "m")
+        load_after = os.getloadavg()
     rows = []
     for m in ms:
         for t in THREADS:
@@ -86,8 +98,9 @@ def main() -> dict:
     return {"model": "MobileNetV2 (benchmarks/mobilenet.py, random init), 224x224x3, batch 1", "threads": THREADS,
             "rows": rows, "goal": f"browser int8 @2 threads within {GOAL:g}x of native @2 threads ({IDEAL:g}x ideal)",
             "int8_2t_ratio": int8_2t["ratio"], "goal_met": int8_2t["ratio"] <= GOAL, "ideal_met": int8_2t["ratio"] <= IDEAL,
-            "browser": facts}
+            "browser": facts, "load_average_1_5_15": {"before": [round(x, 2) for x in load_before],
+                                                      "after": [round(x, 2) for x in load_after]}}
 
 
 if __name__ == "__main__":
-    write("browser_threads", main())
+    write("browser_threads", main(sys.argv[1] if len(sys.argv) > 1 else None))

@@ -233,21 +233,22 @@ class _TFLRun:
         self.it.allocate_tensors()
         sigs = self.it.get_signature_list()
         self.key = "serving_default" if "serving_default" in sigs else next(iter(sigs))
-        sr = self.it.get_signature_runner(self.key)
-        self.inputs = sr.get_input_details()
+        self.runner = self.it.get_signature_runner(self.key)
+        self.inputs = self.runner.get_input_details()
         self.details = {d["name"]: d for d in self.it.get_tensor_details()}
         self.ops = [op for op in self.it._get_ops_details() if op["op_name"] != "DELEGATE"]
         self.by_index = {d["index"]: d for d in self.details.values()}
 
     def feed(self, sample: dict[str, np.ndarray], names: set[str]) -> dict[str, np.ndarray]:
+        args = {}
         for k, d in self.inputs.items():
             x = sample[k]
             q = d.get("quantization", (0.0, 0))
             if np.dtype(d["dtype"]).kind in "iu" and np.asarray(x).dtype.kind == "f" and q[0]:
                 info = np.iinfo(d["dtype"])
                 x = np.clip(np.round(x / q[0] + q[1]), info.min, info.max)
-            self.it.set_tensor(d["index"], np.asarray(x).astype(d["dtype"]))
-        self.it.invoke()
+            args[k] = np.asarray(x).astype(d["dtype"])
+        self.runner(**args)
         out = {}
         for n in names:
             d = self.details.get(n)
@@ -457,6 +458,9 @@ def _inspect_tflite(m, src, feeds) -> list[dict]:
 def _inspect_pte(m, src, feeds) -> list[dict]:
     from edgeport.quantization.budget import pt2e_graphs, calibration_batches_for
 
+    import torch
+
+    torch.set_num_threads(1)  # observers on batch-1 tensors are far faster on one thread
     q = m.quantization or {}
     calib = calibration_batches_for(m, src)
     float_gm, quant_gm = pt2e_graphs(src, calib, dynamic=m.recipe == "dynamic-int8",
@@ -466,10 +470,9 @@ def _inspect_pte(m, src, feeds) -> list[dict]:
 
 
 def _torch_batches(feeds: dict[str, np.ndarray], names: list[str]) -> list[tuple]:
-    import torch
+    from edgeport.quantization.budget import _torch_batches as tb
 
-    n = len(next(iter(feeds.values())))
-    return [tuple(torch.from_numpy(np.ascontiguousarray(feeds[k][i:i + 1])) for k in names) for i in range(n)]
+    return tb(feeds, names)
 
 
 def format_table(rows: list[dict], limit: int | None = None) -> str:

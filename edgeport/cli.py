@@ -81,7 +81,7 @@ def cmd_evaluate(a) -> int:
         if not Path(p).exists():
             raise InputError(f"{p} does not exist; pass a folder of artifacts or a manifest written by `edgeport convert`")
     # The report folder must be writable before minutes of measuring, not after.
-    with RunFolder(a.out) as run, quiet(run.log, enabled=not a.verbose):
+    with RunFolder(a.out) as run, quiet(run.log, enabled=not a.verbose, shown=run.kept_log):
         run.keep_log = True
         if a.device != "local":
             from edgeport.edge.adb import evaluate_adb
@@ -139,7 +139,7 @@ def cmd_demo(a) -> int:
     from .fileio import RunFolder
 
     _check_port(a.port)
-    with RunFolder(a.out) as run, quiet(run.log, enabled=not a.verbose):
+    with RunFolder(a.out) as run, quiet(run.log, enabled=not a.verbose, shown=run.kept_log):
         run.keep_log = True
         return run_demo(out=a.out, serve=not a.no_serve, port=a.port, browser=not a.no_browser)
 

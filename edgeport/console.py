@@ -15,6 +15,7 @@ from pathlib import Path
 
 _term: io.TextIOBase | None = None  # the terminal's stderr while quiet() redirects fd 2
 _active: Path | None = None  # the log file while quiet() is active
+_shown: Path | None = None  # where the user will find it (the run's log is moved there at the end)
 
 
 def log(msg: str) -> None:
@@ -22,9 +23,9 @@ def log(msg: str) -> None:
     print(f"[edgeport] {msg}", file=_term or sys.stderr, flush=True)
 
 
-def active_log() -> Path | None:
-    """The log file third-party output goes to, while :func:`quiet` is active."""
-    return _active
+def active_log() -> tuple[Path, Path] | None:
+    """(the log file third-party output goes to, where the user will find it), while :func:`quiet` is active."""
+    return None if _active is None else (_active, _shown or _active)
 
 
 class _Sink(io.TextIOBase):
@@ -62,14 +63,15 @@ def _backed_by(stream, fd: int) -> bool:
 
 
 @contextlib.contextmanager
-def quiet(log_path: str | Path, enabled: bool = True):
+def quiet(log_path: str | Path, enabled: bool = True, shown: str | Path | None = None):
     """Send fds 1 and 2 (C++ and Python output of every library, and of child processes) to ``log_path``.
 
     Python's ``sys.stdout`` keeps pointing at the terminal's stdout, so edgeport's tables print as before; Python's
     ``sys.stderr`` (warnings, absl and tqdm progress) goes to the log; :func:`log` lines go to the terminal's stderr.
-    Re-entrant: inside an active quiet() it does nothing. ``enabled=False`` (``-v``) changes nothing.
+    Re-entrant: inside an active quiet() it does nothing. ``enabled=False`` (``-v``) changes nothing. ``shown``: the
+    path to name in messages, when the log is moved there at the end.
     """
-    global _term, _active
+    global _term, _active, _shown
     if not enabled or _active is not None:
         yield
         return
@@ -91,7 +93,7 @@ def quiet(log_path: str | Path, enabled: bool = True):
     if swap_err:
         sys.stderr = log_err
     _term = term_err if swap_err else None
-    _active = Path(log_path)
+    _active, _shown = Path(log_path), Path(shown) if shown else None
     try:
         yield
     finally:
@@ -103,7 +105,7 @@ def quiet(log_path: str | Path, enabled: bool = True):
         os.close(saved[1])
         os.close(saved[2])
         sys.stdout, sys.stderr = old_out, old_err
-        _term, _active = None, None
+        _term, _active, _shown = None, None, None
         for s in (term_out, term_err, log_err):
             with contextlib.suppress(Exception):
                 s.close()

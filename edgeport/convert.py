@@ -139,7 +139,7 @@ def convert(
         raise InputError(f"isolate=True needs a model spec (a path, builtin:* or pkg.mod:factory), not a"
                          f" {type(model).__name__}; in-memory models convert in this process (isolate=False)")
     out = Path(out)
-    with RunFolder(out) as run, _sigterm_raises(), console.quiet(run.log, enabled=bool(quiet)):
+    with RunFolder(out) as run, _sigterm_raises(), console.quiet(run.log, enabled=bool(quiet), shown=run.kept_log):
         for n in run.removed:
             _log(f"removed {out / n}: staging left by an interrupted run")
         src = model if isinstance(model, Source) else load_source(model, weights=weights, inputs=inputs, task=task,
@@ -162,8 +162,7 @@ def convert(
         example = {k: v[:1] for k, v in probe.items()}
         shared = Shared(src, _source_record(src), calib, probe, float_out, example, meta,
                         _place_preprocessing_files(src.preprocessing, out, run.dir), options)
-        # A log worth keeping holds something: this process's output (quiet) or the workers' (isolated, not -v).
-        run.keep_log = bool(quiet) or (isolate and quiet is None)
+        run.keep_log = bool(quiet)  # the CLI keeps its log; the API keeps the workers' log only when a job failed
         jobs = list(enumerate(pl.pairs, 1))
         results: dict[int, Manifest | Failure] = {}
 
@@ -180,9 +179,13 @@ def convert(
             t, r = pl.pairs[i - 1]
             _log(f"[{i}/{len(pl.pairs)}] {src.name} -> {t} {r} ({get_converter(src.framework, t).tool}) ...")
 
+        # The workers' output goes to the active log (this run's, or an outer one such as the demo's), else to this
+        # run's own log; -v (quiet=False) leaves it on the terminal.
+        log_file, shown = console.active_log() or (run.log, run.kept_log)
         if isolate:
             _run_isolated(model, dict(weights=weights, inputs=inputs, task=task, imports=imports, name=name), shared,
-                          jobs, out, run, timeout_s, log_to_file=quiet is not False, started=started, finished=finished)
+                          jobs, out, run, timeout_s, log=(log_file, shown) if quiet is not False else None,
+                          started=started, finished=finished)
         else:
             _run_in_process(shared, jobs, out, run.dir, started=started, finished=finished)
         written = [r for _, r in sorted(results.items()) if isinstance(r, Manifest)]
@@ -193,7 +196,8 @@ def convert(
         if not written and all(f.error is not None for f in failed):
             run.keep_log = False
             raise failed[0].error
-        log = str(run.kept_log) if run.keep_log else None
+        run.keep_log = bool(quiet) or (isolate and quiet is None)  # a log that holds the failing tools' output
+        log = str(shown) if run.keep_log or shown != run.kept_log else None
         raise ConversionFailed(written, [(f.name, f.reason) for f in failed], log=log)
 
 
@@ -315,7 +319,7 @@ def _typed(kind: str, msg: str) -> EdgeportError:
 
 
 def _run_isolated(spec: str, load_kw: dict, shared: Shared, jobs, out: Path, run: RunFolder, timeout_s: float, *,
-                  log_to_file: bool, started, finished) -> None:
+                  log: tuple[Path, Path] | None, started, finished) -> None:
     """Run the jobs in worker processes: one worker takes them in order; after a crash or a hang the job it was on
     fails and a fresh worker takes the rest."""
     arrays = run.dir / "arrays.npz"
@@ -341,14 +345,14 @@ def _run_isolated(spec: str, load_kw: dict, shared: Shared, jobs, out: Path, run
     names = {i: f"{shared.src.name}.{r}.{t}" for i, (t, r) in jobs}
     pending = [i for i, _ in jobs]
     pairs = dict(jobs)
-    where = f"; see {run.kept_log}" if log_to_file else ""
+    where = f"; see {log[1]}" if log else ""
     n_worker = 0
     while pending:
         n_worker += 1
         jp = run.dir / f"worker-{n_worker}.json"
         jp.write_text(json.dumps({**payload, "jobs": [[i, *pairs[i]] for i in pending]}, default=str))
         rfd, wfd = os.pipe()
-        logf = open(run.log, "ab") if log_to_file else None
+        logf = open(log[0], "ab") if log else None
         try:
             proc = subprocess.Popen(
                 [sys.executable, "-c", "from edgeport.convert import _worker_main; raise SystemExit(_worker_main())",
@@ -381,7 +385,10 @@ def _run_isolated(spec: str, load_kw: dict, shared: Shared, jobs, out: Path, run
                     elif ev["event"] in ("done", "failed"):
                         i = ev["i"]
                         if ev["event"] == "done":
-                            res: Manifest | Failure = Manifest.read(ev["manifest"])
+                            try:
+                                res: Manifest | Failure = Manifest.read(ev["manifest"])
+                            except EdgeportError as e:
+                                res = Failure(names[i], " ".join(str(e).split()), e)
                         else:
                             err = _typed(ev["kind"], ev["error"]) if ev.get("kind") else None
                             res = Failure(names[i], ev["error"], err)

@@ -37,7 +37,7 @@ __all__ = ["assert_quantized_close", "QuantizedAccuracyError", "EdgeportSession"
 # edgeport_convert's keyword options: how the source is loaded, and ConvertOptions (the CLI's flags).
 _SOURCE_OPTIONS = ("weights", "inputs", "input_shape", "task", "imports", "name")
 _CONVERT_OPTIONS = ("data", "int8_io", "calib_samples", "strict_parity")
-_CALL_OPTIONS = ("isolate", "timeout_s")
+_CALL_OPTIONS = ("isolate", "timeout_s", "quiet")
 _BUDGET_ARG = {"classification": "max_drop", "embedding": "min_cosine", "regression": "min_snr_db"}
 
 
@@ -68,8 +68,8 @@ class EdgeportSession:
         return self._root
 
     # ------------------------------------------------------------------------------------------- convert
-    def convert(self, model: Any, to: str | Iterable[str] = ("tflite",), quant: str | Iterable[str] = ("fp32", "int8"),
-                calib: Any = None, **options) -> list:
+    def convert(self, model: Any, to: str | Iterable[str], quant: str | Iterable[str], calib: Any = None,
+                **options) -> list:
         """Artifacts of ``model`` for every (target, recipe); each one converted once per session."""
         __tracebackhide__ = True
         import edgeport.convert as conv
@@ -81,7 +81,9 @@ class EdgeportSession:
                             + ", ".join(_SOURCE_OPTIONS + _CONVERT_OPTIONS + _CALL_OPTIONS))
         targets, recipes = _names(to, "to"), _names(quant, "quant")
         src_kw = {k: options[k] for k in _SOURCE_OPTIONS if k in options}
-        call_kw = {k: options[k] for k in _CALL_OPTIONS if k in options}
+        # quiet: the converters' own output (C++ included) goes to edgeport.log beside the artifacts, so that a
+        # failing test shows its table rather than pages of MLIR passes; quiet=False leaves it in pytest's capture
+        call_kw = {"quiet": True, **{k: options[k] for k in _CALL_OPTIONS if k in options}}
         opts = ConvertOptions(calib=self._data(calib, "calib"), data=self._data(options.get("data"), "data"),
                               **{k: options[k] for k in _CONVERT_OPTIONS if k in options and k != "data"})
         spec, src, load_kw = self._source(model, src_kw)
@@ -105,7 +107,8 @@ class EdgeportSession:
         if failed:
             from edgeport.errors import ConversionError
 
-            if len(failed) == 1 and failed[0][2] is not None:
+            typed = {id(f[2]): f[2] for f in failed}
+            if len(typed) == 1 and failed[0][2] is not None:  # one cause (bad calibration, unsupported op ...)
                 raise failed[0][2]
             raise ConversionError(f"{len(failed)} of {len(got)} conversion(s) failed: "
                                   + "; ".join(f"{n}: {why}" for n, why, _ in failed))
@@ -224,11 +227,10 @@ class EdgeportSession:
             except Exception:
                 metas[p] = None  # the evaluator turns it into an error row
         if task is not None:
-            wrong = [m.name for m in metas.values() if m is not None and m.task != task]
+            wrong = [f"{m.name} ({m.task})" for m in metas.values() if m is not None and m.task != task]
             if wrong:
-                raise InputError(f"edgeport_evaluate(task={task!r}): {', '.join(wrong)} were converted as"
-                                 f" {metas[next(p for p in paths if metas[p] and metas[p].name == wrong[0])].task};"
-                                 f" pass task={task!r} to edgeport_convert to measure them as {task}")
+                raise InputError(f"edgeport_evaluate(task={task!r}): {', '.join(wrong)} were converted for another"
+                                 f" task; pass task={task!r} to edgeport_convert to measure them as {task}")
         content = _content_key(spec)
         keys = {p: _key([str(p), _content_key(str(p)), content, ths, browser, bool(quick), opts.timeout_s]) for p in paths}
         todo = [p for p in paths if keys[p] not in self._rows]
@@ -271,7 +273,9 @@ class EdgeportSession:
 
         if self.report is None:
             self.report = Report(data="per artifact (see data_by_source)")
-        self.report.merge(report.rows)
+        # keyed by manifest path: two models may both be named "mlp" (their artifacts live in different folders)
+        new = {(r.manifest, *r.key()[1:]): r for r in report.rows}
+        self.report.rows = [r for r in self.report.rows if (r.manifest, *r.key()[1:]) not in new] + list(new.values())
         self.report.float_baseline.update(report.float_baseline)
         for k in ("data_by_source", "reference_by_source"):
             self.report.extra.setdefault(k, {}).update(report.extra.get(k) or {})
@@ -283,7 +287,7 @@ class EdgeportSession:
         rows = self.report.rows if self.report is not None else []
         if not built and not rows:
             return None
-        arts = {r.artifact for r in rows}
+        arts = {r.manifest or r.artifact for r in rows}
         parts = [f"{len(arts)} artifacts evaluated" if rows else "no artifacts evaluated",
                  f"{s['converted']} converted, {s['conversion_hits']} reused"
                  + (f", {s['failed']} failed" if s["failed"] else "")]
@@ -439,8 +443,9 @@ def assert_quantized_close(report, max_drop: float | None = None, min_cosine: fl
         data = (report.extra.get("data_by_source") or {}).get(src, report.data)
         ref = (report.extra.get("reference_by_source") or {}).get(src)
         lines.append(f"{src}: data {data}" + (f"; reference: {ref}" if ref else ""))
-    if unmeasured:
-        lines.append("not measured: " + "; ".join(sorted({f"{r.artifact}: {r.skipped}" for r in unmeasured})))
+    if any("browser" in (r.skipped or "") for r in unmeasured):
+        lines.append('browser-only formats: pass browser="chromium" to edgeport_evaluate, or leave them out with'
+                     " target=")
     raise QuantizedAccuracyError("\n".join(lines))
 
 
@@ -457,7 +462,7 @@ def _headline(over, errors, unmeasured, measured, b) -> str:
         more = []
     else:
         r = unmeasured[0]
-        first = f"{r.artifact} was not measured ({r.skipped})"
+        first = f"{r.artifact} was not measured ({r.skipped.split(';')[0]})"
         more = []
     if over and errors:
         more.append(f"{len(errors)} row(s) with errors")
@@ -575,6 +580,18 @@ def edgeport_evaluate(request, tmp_path_factory):
     real runtimes, once per session for each (artifact, data, threads, browser)."""
     return _Fixture(_session(request.config, tmp_path_factory).evaluate,
                     "edgeport_evaluate(artifacts, data=None, threads=1, browser=None, task=None)")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """The short summary (-ra) and JUnit XML show the table's first line, not the exception's type name."""
+    rep = yield
+    exc = call.excinfo
+    if exc is not None and rep.failed and isinstance(exc.value, QuantizedAccuracyError):
+        crash = getattr(rep.longrepr, "reprcrash", None)
+        if crash is not None and hasattr(crash, "message"):
+            crash.message = str(exc.value).splitlines()[0]
+    return rep
 
 
 def pytest_sessionfinish(session, exitstatus):

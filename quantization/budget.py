@@ -176,36 +176,118 @@ def _filter(float_layers: set[str]) -> Callable:
     return keep
 
 
-def _pt2e(module, example: tuple, calib: list[tuple], *, float_layers=(), dynamic: bool = False):
-    """export -> (float GraphModule, fake-quant converted GraphModule, facts); modules in ``float_layers`` stay float."""
-    import torch
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer,
-        get_symmetric_quantization_config,
-    )
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+class _Prepared:
+    """One export + prepare_pt2e of a module (all layers int8, or with ``float_layers`` left out by the quantizer's
+    filter), calibrated once. Observer statistics do not depend on which layers are quantized (a prepared model
+    computes in float), so candidates reuse them: ``without(layers)`` removes the observers around those layers
+    (fast, for the search), ``copy_stats_to`` fills a freshly prepared model's observers (exact, for the final)."""
 
-    from .pt2e import drop_saturated_observers, float_only, quantize_embeddings_
+    def __init__(self, module, example: tuple, float_layers=(), dynamic: bool = False):
+        import torch
+        from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+            XNNPACKQuantizer,
+            get_symmetric_quantization_config,
+        )
+        from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
 
-    if _has_embeddings(module):
-        module = quantize_embeddings_(copy.deepcopy(module), 8)
-    ep = torch.export.export(module, example, strict=False)
-    q = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
-    q.set_filter_function(_filter(set(float_layers)))
-    prepared = prepare_pt2e(ep.module(), float_only(q))
-    with torch.no_grad():
-        for b in (calib if not dynamic else [example]):
-            prepared(*b)
-    dropped = drop_saturated_observers(prepared) if not dynamic else []
-    converted = convert_pt2e(prepared, fold_quantize=True)
-    try:
-        from torchao.quantization.pt2e import move_exported_model_to_eval
+        from .pt2e import float_only, quantize_embeddings_
 
-        move_exported_model_to_eval(converted)
-    except ImportError:
-        pass
-    facts = {"scheme": "PT2E", "calibration_samples": len(calib), "kept_float_saturated": dropped}
-    return ep.module(), converted, facts
+        self.embeddings = _has_embeddings(module)
+        if self.embeddings:
+            module = quantize_embeddings_(copy.deepcopy(module), 8)
+        self.example, self.dynamic = example, dynamic
+        self.ep = torch.export.export(module, example, strict=False)
+        q = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
+        q.set_filter_function(_filter(set(float_layers)))
+        self.prepared = prepare_pt2e(self.ep.module(), float_only(q))
+        self.samples = 0
+
+    def calibrate(self, calib: list[tuple]) -> "_Prepared":
+        import torch
+
+        with torch.no_grad():
+            for b in (calib if not self.dynamic else [self.example]):
+                self.prepared(*b)
+        self.samples = len(calib)
+        return self
+
+    def _observers(self, gm) -> dict:
+        return {n.name: n for n in gm.graph.nodes if n.op == "call_module" and "activation_post_process" in str(n.target)}
+
+    def copy_stats_to(self, other: "_Prepared") -> bool:
+        by_input = {}
+        for n in self._observers(self.prepared).values():
+            by_input.setdefault(n.args[0].name, self.prepared.get_submodule(n.target))
+        for n in self._observers(other.prepared).values():
+            src = by_input.get(n.args[0].name)
+            if src is None:
+                return False
+            other.prepared.get_submodule(n.target).load_state_dict(src.state_dict())
+        other.samples = self.samples
+        return True
+
+    def without(self, float_layers) -> Any:
+        """A copy of the calibrated prepared model with the observers around ``float_layers`` removed."""
+        from .equalize import module_path_fqns
+
+        gm = copy.deepcopy(self.prepared)
+        fl = set(float_layers)
+        if not fl:
+            return gm
+        obs = self._observers(gm)
+
+        def is_float(n) -> bool:
+            return n.op == "call_function" and any(f in fl for f in module_path_fqns(n))
+
+        # Drop what the quantizer's filter would not have annotated: an observer whose consumers are all in float
+        # layers, and whose producer is a float layer's op or no op at all (an input, a weight).
+        drop = set()
+        for name, n in obs.items():
+            users = list(n.users)
+            prod = n.args[0]
+            if users and all(is_float(u) for u in users) and (prod.op != "call_function" or is_float(prod)):
+                drop.add(name)
+            elif prod.op == "call_function" and is_float(prod) and users and all(
+                    is_float(u) or u.op == "output" for u in users):
+                drop.add(name)
+        for name in drop:
+            node = obs[name]
+            node.replace_all_uses_with(node.args[0])
+            gm.graph.erase_node(node)
+        gm.graph.lint()
+        gm.recompile()
+        return gm
+
+    def convert(self, gm=None):
+        """(converted fake-quant GraphModule, facts); ``gm``: a prepared copy (default: a copy of ours)."""
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+        from .pt2e import drop_saturated_observers
+
+        gm = copy.deepcopy(self.prepared) if gm is None else gm
+        dropped = drop_saturated_observers(gm) if not self.dynamic else []
+        converted = convert_pt2e(gm, fold_quantize=True)
+        try:
+            from torchao.quantization.pt2e import move_exported_model_to_eval
+
+            move_exported_model_to_eval(converted)
+        except ImportError:
+            pass
+        return converted, {"scheme": "PT2E", "calibration_samples": self.samples, "kept_float_saturated": dropped}
+
+    def float_module(self):
+        return self.ep.module()
+
+
+def _pt2e(module, example: tuple, calib: list[tuple], *, float_layers=(), dynamic: bool = False, stats=None):
+    """export -> (float GraphModule, fake-quant converted GraphModule, facts); modules in ``float_layers`` stay
+    float (the quantizer's filter). ``stats``: a calibrated :class:`_Prepared` of the same module to take the
+    observer statistics from instead of calibrating again."""
+    p = _Prepared(module, example, float_layers, dynamic)
+    if stats is None or not stats.copy_stats_to(p):
+        p.calibrate(calib)
+    conv, facts = p.convert()
+    return p.float_module(), conv, facts, p
 
 
 def pt2e_graphs(src, calib: list[tuple], *, dynamic: bool = False, equalization: dict | None = None,
@@ -214,7 +296,7 @@ def pt2e_graphs(src, calib: list[tuple], *, dynamic: bool = False, equalization:
     example = tuple(t[:1] for t in calib[0]) if calib else None
     m = equalized_module(src.torch_module(), example, calib, equalization)
     smooth = ((equalization or {}).get("smoothquant") or {}).get("float_scales", [])
-    f, q, _ = _pt2e(m, example, calib, float_layers=set(float_layers) | set(smooth), dynamic=dynamic)
+    f, q, _, _ = _pt2e(m, example, calib, float_layers=set(float_layers) | set(smooth), dynamic=dynamic)
     return f, q
 
 
@@ -236,10 +318,20 @@ def calibration_batches_for(m, src) -> list[tuple]:
 
 
 def _torch_batches(feeds: dict[str, np.ndarray], names: list[str]) -> list[tuple]:
+    n = len(next(iter(feeds.values())))
+    return [tuple(_tensor(feeds[k][i:i + 1]) for k in names) for i in range(n)]
+
+
+def _tensor(a):
+    """A torch tensor with standard strides (numpy may give size-1 axes stride 0, which ExecuTorch refuses)."""
     import torch
 
-    n = len(next(iter(feeds.values())))
-    return [tuple(torch.from_numpy(np.ascontiguousarray(feeds[k][i:i + 1])) for k in names) for i in range(n)]
+    a = np.asarray(a)
+    return torch.from_numpy(np.array(a, order="C", copy=True)) if a.ndim else torch.tensor(a)
+
+
+def _fresh(t):
+    return t.new_empty(t.shape).copy_(t)
 
 
 def _run_gm(gm, batches: list[tuple], out_names: list[str]) -> dict[str, np.ndarray]:
@@ -346,52 +438,79 @@ def search_pte(module, example: tuple, calib: list[tuple], budget_feeds: dict[st
     """The budget search for ExecuTorch (see the module docstring). ``module``: the float nn.Module; ``example``:
     batch-1 torch tuple; ``calib``: calibration batches (torch tuples); ``budget_feeds``: {input: (N, ...)} plus
     optional labels ``y``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # observers on batch-1 tensors: 40x faster than two contended threads
+    try:
+        return _search_pte(module, example, calib, budget_feeds, task=task, budget=budget, input_names=input_names,
+                           output_names=output_names, sensitivity_samples=sensitivity_samples, equalize=equalize,
+                           verify=verify)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _search_pte(module, example, calib, budget_feeds, *, task, budget, input_names, output_names,
+                sensitivity_samples, equalize, verify) -> BudgetResult:
     from edgeport.edge.inspect import pt2e_layer_rows
 
     t0 = time.perf_counter()
     g = goal(task, budget)
+    example = tuple(_fresh(t) for t in example)
+    calib = [tuple(_fresh(t) for t in b) for b in calib]
     feeds, y = split_feeds(budget_feeds, input_names)
     bb = _torch_batches(feeds, input_names)
     base = copy.deepcopy(module).eval()
     ref = _run_gm(base, bb, output_names)
     log: list = []
 
-    def evaluate(m, eq_facts, float_layers) -> dict:
-        smooth = (eq_facts.get("smoothquant") or {}).get("float_scales", [])
-        _, conv, _ = _pt2e(m, example, calib, float_layers=set(float_layers) | set(smooth))
+    def variant(m, eqf) -> tuple:
+        smooth = (eqf.get("smoothquant") or {}).get("float_scales", [])
+        return _Prepared(m, example, smooth).calibrate(calib), smooth
+
+    def evaluate(prep: _Prepared, float_layers) -> dict:
+        conv, _ = prep.convert(prep.without(float_layers))
         return score(g, ref, _run_gm(conv, bb, output_names), y)
 
-    variants = [("none", base, {"applied": []})]
-    plain = evaluate(base, {"applied": []}, [])
+    noeq = {"applied": []}
+    prep, _ = variant(base, noeq)
+    plain = evaluate(prep, [])
     log.append({"equalization": "none", "float_layers": [], "value": plain["value"], "meets": plain["meets"]})
-    best = ("none", base, {"applied": []}, plain)
+    best = (base, noeq, prep, plain)
     if not plain["meets"] and equalize:
         m = copy.deepcopy(module).eval()
         eqf = _equalize(m, example, calib, ["batchnorm-fold", "cle", "smoothquant"])
         if eqf["applied"]:
-            res = evaluate(m, eqf, [])
+            eprep, _ = variant(m, eqf)
+            res = evaluate(eprep, [])
             log.append({"equalization": "+".join(eqf["applied"]), "float_layers": [], "value": res["value"],
                         "meets": res["meets"]})
             if res["meets"] or g.better(res["value"], plain["value"]):
-                best = ("+".join(eqf["applied"]), m, eqf, res)
-    _, model, eqf, res = best
+                best = (m, eqf, eprep, res)
+    model, eqf, prep, res = best
+    smooth = (eqf.get("smoothquant") or {}).get("float_scales", [])
     float_layers: list[str] = []
     order: list[str] = []
+
+    def ranking() -> list[str]:
+        conv, _ = prep.convert()
+        return _candidates(pt2e_layer_rows(prep.float_module(), conv, bb[:sensitivity_samples]), model)
+
     if not res["meets"]:
-        smooth = (eqf.get("smoothquant") or {}).get("float_scales", [])
-        fg, qg, _ = _pt2e(model, example, calib, float_layers=set(smooth))
-        rows = pt2e_layer_rows(fg, qg, bb[:sensitivity_samples])
-        order = _candidates(rows, model)
-        found = _prefix_search(order, lambda fl: evaluate(model, eqf, fl), g, log)
+        order = ranking()
+        found = _prefix_search(order, lambda fl: evaluate(prep, fl), g, log)
         if found is None:
             raise _budget_error(g, log, t0)
         k, res = found
         float_layers = order[:k]
-    # The chosen candidate, lowered and measured with the real runtime; add the next layer if it misses.
-    smooth = (eqf.get("smoothquant") or {}).get("float_scales", [])
+    # The chosen candidate, prepared with the quantizer's filter (calibration statistics copied), lowered and
+    # measured with the real runtime; the next layer is added if it misses.
     while True:
-        _, conv, pfacts = _pt2e(model, example, calib, float_layers=set(float_layers) | set(smooth))
-        program, delegation, exported = _lower(conv, example, _has_embeddings(model))
+        final = _Prepared(model, example, set(float_layers) | set(smooth))
+        if not prep.copy_stats_to(final):
+            final.calibrate(calib)
+        conv, pfacts = final.convert()
+        program, delegation, exported = _lower(conv, example, final.embeddings)
         if not verify:
             measured, size = res, None
             break
@@ -401,14 +520,13 @@ def search_pte(module, example: tuple, calib: list[tuple], budget_feeds: dict[st
                     "runtime": "executorch"})
         if measured["meets"]:
             break
-        if not order:
-            smooth_fg, qg, _ = _pt2e(model, example, calib, float_layers=set(smooth))
-            order = _candidates(pt2e_layer_rows(smooth_fg, qg, bb[:sensitivity_samples]), model)
+        order = order or ranking()
         rest = [o for o in order if o not in float_layers]
         if not rest:
             raise _budget_error(g, log, t0)
         float_layers.append(rest[0])
-    facts = {**pfacts, "activations": "static int8 (per-tensor, MinMax)", "weights": "int8 per channel, symmetric",
+    facts = {**pfacts, "activations": "static int8 (per-tensor, histogram-calibrated)",
+             "weights": "int8 per channel, symmetric",
              "budget": {"metric": g.metric, "threshold": g.threshold, "rows": int(len(next(iter(feeds.values()))))},
              "equalization": eqf if eqf["applied"] else None, "float_layers": list(float_layers),
              "measured": {k: v for k, v in measured.items() if k != "meets"}, "plain_int8": plain["value"],
@@ -439,7 +557,7 @@ def budgeted_int8_pte(job, budget, budget_feeds: dict[str, np.ndarray], **kw) ->
     if job.calib is None:
         raise InputError(f"{job.name}: a budgeted int8 needs calibration rows (--calib or the model's default set)")
     names = job.sig.input_names
-    calib = [tuple(__import__("torch").from_numpy(np.ascontiguousarray(r[n])) for n in names) for r in job.calib_rows()]
+    calib = [tuple(_tensor(r[n]) for n in names) for r in job.calib_rows()]
     return search_pte(job.source.torch_module(), job.example_torch(), calib, budget_feeds, task=job.source.task,
                       budget=budget, input_names=list(names), output_names=list(job.sig.output_names), **kw)
 
@@ -455,7 +573,7 @@ def float_tflite(src, equalization: dict | None = None, calib: list[tuple] | Non
     ex = example or src.example()
     if src.framework == "torch" and equalization and equalization.get("applied"):
         names = src.signature.input_names
-        ext = tuple(__import__("torch").from_numpy(np.ascontiguousarray(ex[n])) for n in names)
+        ext = tuple(_tensor(ex[n]) for n in names)
         src = dataclasses.replace(src, model=equalized_module(src.torch_module(), ext, calib or [ext], equalization))
     conv = _tflite_converter(src.framework)
     with tempfile.TemporaryDirectory(prefix="edgeport-float-tflite-") as d:
@@ -518,6 +636,7 @@ def _run_tflite(data: bytes, feeds: dict[str, np.ndarray], names: list[str], out
     n = len(next(iter(feeds.values())))
     outs: dict[str, list] = {o: [] for o in out_names}
     for i in range(n):
+        args = {}
         for nm, k in zip(names, ikeys):
             d = ind[k]
             x = feeds[nm][i:i + 1]
@@ -525,12 +644,11 @@ def _run_tflite(data: bytes, feeds: dict[str, np.ndarray], names: list[str], out
             if np.dtype(d["dtype"]).kind in "iu" and x.dtype.kind == "f" and sc:
                 info = np.iinfo(d["dtype"])
                 x = np.clip(np.round(x / sc + zp), info.min, info.max)
-            it.set_tensor(d["index"], np.asarray(x).astype(d["dtype"]))
-        it.invoke()
+            args[k] = np.asarray(x).astype(d["dtype"])
+        res = sr(**args)
         for o, k in zip(out_names, okeys):
-            d = outd[k]
-            v = it.get_tensor(d["index"])
-            sc, zp = d.get("quantization", (0.0, 0))
+            v = np.asarray(res[k])
+            sc, zp = outd[k].get("quantization", (0.0, 0))
             v = (v.astype(np.float32) - zp) * sc if v.dtype.kind in "iu" and sc else v.astype(np.float32)
             outs[o].append(v)
     return {k: np.concatenate(v) for k, v in outs.items()}

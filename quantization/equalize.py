@@ -257,6 +257,8 @@ def linear_input_absmax(module, batches: Iterable[tuple], names: Iterable[str] |
         if isinstance(m, torch.nn.Linear) and (wanted is None or fqn in wanted):
             def hook(mod, args, fqn=fqn):
                 x = args[0].detach()
+                if x.dim() < 3:  # (batch, features): a CNN head's flattened pixels, not token activations
+                    return
                 a = x.abs().reshape(-1, x.shape[-1]).max(0).values
                 stats[fqn] = a if fqn not in stats else torch.maximum(stats[fqn], a)
             hooks.append(m.register_forward_pre_hook(hook))

@@ -378,9 +378,7 @@ def test_every_oserror_is_one_line(capsys, monkeypatch):
     def boom(a):
         raise OSError(errno.ENOSPC, "No space left on device", "/x/y.tflite")
 
-    monkeypatch.setattr(cli_mod, "cmd_targets", boom)
-    parser = cli_mod.build_parser()
-    monkeypatch.setattr(cli_mod, "build_parser", lambda: (parser.set_defaults(fn=boom), parser)[1])
+    monkeypatch.setattr(cli_mod, "cmd_targets", boom)  # main() builds its parser after this, so `targets` runs boom
     code, lines, _ = run_cli(capsys, "targets")
     assert code == 2 and lines == ["edgeport: error: /x/y.tflite: No space left on device; free disk space (or pass"
                                    " another --out) and run again"]
@@ -395,7 +393,8 @@ def test_disk_full_while_publishing_leaves_no_orphan(tmp_path, monkeypatch):
     out.mkdir()
     (work / "m.tflite").write_bytes(b"1")
     (work / "m.probe.npz").write_bytes(b"2")
-    m = Manifest.read(_write_manifest(tmp_path / "src" if (tmp_path / "src").mkdir() is None else None))
+    (tmp_path / "src").mkdir()
+    m = Manifest.read(_write_manifest(tmp_path / "src"))
     m.name = "m.fp32.tflite"
     real = os.replace
 
@@ -684,3 +683,33 @@ def test_worker_peak_rss_matches_an_independent_measurement(tmp_path):
     tol = max(0.25 * independent, 8 * 2**20)
     print(f"peak RSS delta: worker {worker / 2**20:.1f} MiB, independent {independent / 2**20:.1f} MiB")
     assert abs(worker - independent) <= tol, (worker / 2**20, independent / 2**20)
+
+
+def test_litert_torch_int8_is_not_converted_in_training_mode(models, tmp_path, monkeypatch):
+    """After PT2E convert the graph computes in eval mode, and litert-torch no longer warns that it is in training
+    mode (an exported GraphModule keeps a stale training=True flag; converters/tflite/from_torch.py clears it)."""
+    import logging
+
+    from edgeport.config import ConvertOptions
+    from edgeport.convert import convert
+    from edgeport.signature import parse_input_spec
+
+    monkeypatch.syspath_prepend(str(models))
+    import hardtiny
+
+    said = []
+
+    class Grab(logging.Handler):
+        def emit(self, record):
+            said.append(record.getMessage())
+
+    h = Grab()
+    logging.getLogger().addHandler(h)
+    try:
+        (m,) = convert(hardtiny.tiny().eval(), ["tflite"], ["int8"], tmp_path,
+                       ConvertOptions(calib=str(models / "rows.npz"), data=str(models / "rows.npz")),
+                       inputs=[parse_input_spec("x:float32[1,4]")])
+    finally:
+        logging.getLogger().removeHandler(h)
+    assert m.parity["status"] == "measured"
+    assert not [s for s in said if "training mode" in s], said

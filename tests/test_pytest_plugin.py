@@ -8,6 +8,7 @@ the outer tests read its outcome. pytester runs in-process where nothing heavy i
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -177,7 +178,7 @@ def session(tmp_path_factory):
     report = path / "edgeport-report"
     proc = subprocess.run([sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "--basetemp",
                            str(path / "tmp"), "--edgeport-report", str(report)],
-                          cwd=path, capture_output=True, text=True, timeout=900)
+                          cwd=path, capture_output=True, text=True, timeout=900, env={**os.environ, "COLUMNS": "200"})
     calls = [json.loads(ln) for ln in (path / "calls.jsonl").read_text().splitlines()]
     return proc, proc.stdout, calls, report
 
@@ -246,6 +247,10 @@ def test_filter_that_matches_nothing_fails(session):
     assert _outcome(out, "test_budget.py::test_filter_matches_nothing") == "FAILED", out[-3000:]
     assert re.search(r"edgeport: no row matched target='pte'; nothing was checked", out), out[-5000:]
     assert "The report has: mixed.fp32.tflite (tflite fp32), mixed.int8.tflite (tflite int8)" in out
+    # pytest's short summary shows the first line of the table, not the exception's type
+    assert re.search(r"^FAILED test_budget\.py::test_filter_matches_nothing - edgeport: no row matched", out, re.M)
+    assert re.search(r"^FAILED test_budget\.py::test_int8_over_budget - edgeport: mixed\.int8\.tflite over budget",
+                     out, re.M), out[-2000:]
 
 
 def test_p_no_edgeport_disables_the_plugin(pytester):
@@ -317,7 +322,8 @@ def test_errors_unmeasured_and_empty_fail():
     with pytest.raises(QuantizedAccuracyError, match=r"m\.int8\.tflite failed on ai-edge-litert: runtime crashed"):
         assert_quantized_close(_report(_row(error="runtime crashed (SIGSEGV)")), max_drop=1)
     web = _row("w.uint8.tfjs", skipped="browser-only format; add --browser chromium to measure it")
-    with pytest.raises(QuantizedAccuracyError, match=r"w\.uint8\.tfjs was not measured \(browser-only format"):
+    with pytest.raises(QuantizedAccuracyError, match=r"w\.uint8\.tfjs was not measured \(browser-only format\)(.|\n)*"
+                                                     r"pass browser=\"chromium\" to edgeport_evaluate"):
         assert_quantized_close(_report(web), max_drop=1)
     with pytest.raises(QuantizedAccuracyError, match=r"no row matched the report; nothing was checked"):
         assert_quantized_close(_report(), max_drop=1)

@@ -26,8 +26,8 @@ def outlier_cnn(scale: float = OUTLIER):
             self.relu1 = nn.ReLU()
             self.conv2 = nn.Conv2d(8, 16, 3, padding=1)
             self.relu2 = nn.ReLU()
-            self.pool = nn.MaxPool2d(4)
-            self.fc = nn.Linear(16 * 7 * 7, 10)
+            self.pool = nn.MaxPool2d(2)
+            self.fc = nn.Linear(16 * 14 * 14, 10)
 
         def forward(self, x):
             x = self.relu1(self.conv1(x))
@@ -53,3 +53,152 @@ def outlier_cnn(scale: float = OUTLIER):
         m.conv1.bias[0] *= scale
         m.conv2.weight[:, 0] /= scale
     return m
+
+
+SCALE = 1000.0  # at x100 this CNN still holds int8 (0.3 pp); x1000 collapses per-tensor activations (~10 pp)
+BUDGET_PP = 0.5
+
+
+@pytest.fixture(scope="module")
+def digits_nchw():
+    from edgeport.demo.datasets import digits_as_float
+
+    xt, _ = digits_as_float("train", "NCHW")
+    xh, yh = digits_as_float("heldout", "NCHW")
+    return xt[::7][:200], xh, yh  # calibration from train, budget rows held out
+
+
+@pytest.fixture(scope="module")
+def outlier_source():
+    from edgeport.signature import make_input
+    from edgeport.sources import load_source
+
+    src = load_source(outlier_cnn(SCALE), inputs=[make_input("x", "float32", (1, 1, 28, 28))])
+    src.task = "classification"
+    return src
+
+
+def _fp32_pte_bytes(module, example) -> int:
+    import torch
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    ep = torch.export.export(module, example, strict=False)
+    return len(to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()]).to_executorch().buffer)
+
+
+def test_outlier_pte_budget_met_by_equalization(outlier_source, digits_nchw):
+    import torch
+
+    from edgeport.quantization import budget as B
+
+    calib, xh, yh = digits_nchw
+    batches = B._torch_batches({"x": calib}, ["x"])
+    res = B.search_pte(outlier_source.model, batches[0], batches, {"x": xh, "y": yh}, task="classification",
+                       budget={"max_drop_pp": BUDGET_PP}, input_names=["x"], output_names=["logits"])
+    f = res.facts
+    assert f["plain_int8"] > 3 * BUDGET_PP, f"plain int8 should collapse on the outlier channel: {f['plain_int8']} pp"
+    assert f["measured"]["drop_pp"] <= BUDGET_PP and f["measured_by"] == "executorch.runtime"
+    assert f["equalization"]["applied"] == ["cle"] and f["float_layers"] == []
+    assert "conv1->conv2" in f["equalization"]["cle"]["pairs"]
+    assert f["bytes"] < 0.6 * _fp32_pte_bytes(outlier_source.model, batches[0])
+    assert f["search_seconds"] > 0 and isinstance(f["search"], list)
+    # the program is what the converter writes: it runs in the real runtime with the recorded accuracy
+    assert res.program is not None and res.delegation["delegated"] > 0
+    torch.set_num_threads(torch.get_num_threads())
+
+
+def test_outlier_pte_without_equalization_keeps_fewest_layers_float(outlier_source, digits_nchw):
+    from edgeport.quantization import budget as B
+
+    calib, xh, yh = digits_nchw
+    batches = B._torch_batches({"x": calib}, ["x"])
+    res = B.search_pte(outlier_source.model, batches[0], batches, {"x": xh, "y": yh}, task="classification",
+                       budget={"max_drop_pp": BUDGET_PP}, input_names=["x"], output_names=["logits"], equalize=False)
+    f = res.facts
+    assert f["measured"]["drop_pp"] <= BUDGET_PP
+    assert f["float_layers"] and "fc" not in f["float_layers"]  # the big head stays int8
+    assert {"conv1", "conv2"} & set(f["float_layers"])
+
+
+def test_outlier_tflite_budget_met(outlier_source, digits_nchw):
+    from edgeport.quantization import budget as B
+
+    calib, xh, yh = digits_nchw
+    res = B.search_tflite(outlier_source, {"x": calib}, {"x": xh, "y": yh}, budget={"max_drop_pp": BUDGET_PP})
+    f = res.facts
+    assert f["plain_int8"] > 3 * BUDGET_PP
+    assert f["measured"]["drop_pp"] <= BUDGET_PP and f["measured_by"] == "ai-edge-litert"
+    assert len(res.data) < 0.6 * f["float_bytes"]
+    assert f["equalization"] and "cle" in f["equalization"]["applied"]
+    # the bytes are a real .tflite: LiteRT runs them and agrees with the recorded accuracy
+    got = B._run_tflite(res.data, {"x": xh}, ["x"], ["logits"])["logits"]
+    assert abs(100 * float((got.argmax(1) == yh).mean()) - 100 * f["measured"]["accuracy"]) < 1e-6
+
+
+def test_inspect_names_the_culprit(outlier_source, digits_nchw):
+    from edgeport.edge.inspect import LayerNamer, format_table, pt2e_layer_rows, tflite_layer_rows
+    from edgeport.quantization import budget as B
+
+    calib, xh, _ = digits_nchw
+    batches = B._torch_batches({"x": calib[:64]}, ["x"])
+    fg, qg = B.pt2e_graphs(outlier_source, batches)
+    rows = pt2e_layer_rows(fg, qg, B._torch_batches({"x": xh[:16]}, ["x"]))
+    table = format_table(rows)
+    top = [r["layer"] for r in rows[:3]]
+    assert {"conv1", "conv2"} & set(top), table
+    assert {r["layer"] for r in rows} >= {"conv1", "conv2", "fc"}
+    worst_ratio = max(rows, key=lambda r: r["channel_range_ratio"] or 0)
+    assert worst_ratio["layer"] in ("conv1", "relu1"), table
+    for r in rows:
+        assert {"snr_db", "cosine", "max_abs_err", "snr_drop_db"} <= set(r)
+    # .tflite: float .tflite vs the plain AEQ int8 one, names mapped back to the torch modules
+    fb = B.float_tflite(outlier_source, None, None, {"x": calib[:1]})
+    run = __import__("edgeport.edge.inspect", fromlist=["_TFLRun"])._TFLRun(fb)
+    key = next(iter(run.inputs))
+    cres = B._aeq_calibrate(fb, [{key: calib[i:i + 1]} for i in range(64)], run.key)
+    qb = B._aeq_quantize(fb, cres, [])
+    trows = tflite_layer_rows(fb, qb, [{key: xh[i:i + 1]} for i in range(16)], LayerNamer(outlier_source))
+    ttop = [r["layer"] for r in trows[:3]]
+    assert {"conv1", "conv2"} & set(ttop), format_table(trows)
+    assert "fc" in {r["layer"] for r in trows}
+
+
+def test_keras_simplecnn_tflite_meets_tight_budget():
+    from edgeport.demo.datasets import digits_as_float
+    from edgeport.quantization import budget as B
+    from edgeport.sources import load_source
+
+    src = load_source("builtin:simplecnn-keras")
+    xt, _ = digits_as_float("train", "NHWC")
+    xh, yh = digits_as_float("heldout", "NHWC")
+    res = B.search_tflite(src, {"image": xt[:200]}, {"image": xh, "y": yh}, budget={"max_drop_pp": 0.3})
+    f = res.facts
+    assert f["measured"]["drop_pp"] <= 0.3
+    assert len(res.data) < 0.6 * f["float_bytes"]
+
+
+def test_budget_error_names_best_reached(outlier_source, digits_nchw):
+    from edgeport.errors import EdgeportError, QuantizationBudgetError
+    from edgeport.quantization import budget as B
+
+    calib, xh, yh = digits_nchw
+    with pytest.raises(QuantizationBudgetError, match="best reached") as e:
+        # SNR >= 200 dB: nothing short of float meets it
+        B.search_tflite(outlier_source, {"x": calib[:32]}, {"x": xh[:32]}, budget={"min_snr_db": 200.0},
+                        task="regression", equalize=False)
+    assert isinstance(e.value, EdgeportError)
+
+
+def test_goal_and_score():
+    from edgeport.quantization.budget import goal, score
+    from edgeport.report import Budget
+
+    g = goal("classification", Budget(max_drop_pp=0.3))
+    ref = {"logits": np.eye(4, dtype=np.float32)}
+    got = {"logits": np.eye(4, dtype=np.float32)[[0, 1, 2, 0]]}
+    s = score(g, ref, got, np.arange(4))
+    assert s["drop_pp"] == 25.0 and not s["meets"]
+    assert goal("embedding", {"min_cosine": 0.99}).meets(0.995)
+    with pytest.raises(Exception, match="min_cosine"):
+        goal("embedding", {"max_drop_pp": 1})

@@ -39,6 +39,11 @@ def _static_int8(job: Job) -> tuple[bytes, dict]:
     def go():
         module, facts = calibrate_pt2e(torch_exported(job), quantizer, example=job.example_torch(), calib=job,
                                        fold_quantize=False)
+        # The graph was exported from the eval-mode module (batch_norm/dropout captured with training=False, and
+        # calibrate_pt2e applies move_exported_model_to_eval), but an exported GraphModule keeps training=True and
+        # refuses .eval(); litert-torch reads that stale flag and warns "converted in training mode". Clear it.
+        for sub in module.modules():
+            sub.training = False
         edge = litert_torch.convert(module, job.example_torch(), quant_config=QuantConfig(pt2e_quantizer=quantizer))
         tmp = job.workdir / ".int8.tflite"
         edge.export(str(tmp))
