@@ -20,26 +20,29 @@ def main() -> dict:
     import numpy as np
 
     from edgeport.convert import convert
-    from edgeport.edge.runners import get_runner
+    from edgeport.registry import runner_for
     from edgeport.edge.worker import latency
 
     out = []
     with tempfile.TemporaryDirectory() as d:
         for model, target in (("builtin:simplecnn-keras", "tflite"), ("builtin:simplecnn-torch", "pte")):
             (m,) = convert(model, [target], ["fp32"], d)
-            r = get_runner(m, 1)
+            r = runner_for(m.target)(m, 1)
             r.load()
-            x1 = r.prepare(np.zeros(m.signature["inputs"][0]["shape"], np.float32))
+            spec = m.signature["inputs"][0]
+            x1 = r.prepare({spec["name"]: np.zeros(spec["shape"], np.float32)})
             n = 2000
             harness, raw = [], []
             if target == "tflite":
-                it, i_in, i_out = r.it, r.in_idx, r.out_idx
+                it = r.it
+                i_in, i_out = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
+                xt = x1[0]
 
                 def raw_loop():
                     gc.disable()  # the harness times with GC off too (as timeit does)
                     t0 = time.perf_counter()
                     for _ in range(n):
-                        it.set_tensor(i_in, x1)
+                        it.set_tensor(i_in, xt)
                         it.invoke()
                         it.get_tensor(i_out)
                     dt = time.perf_counter() - t0
@@ -52,7 +55,7 @@ def main() -> dict:
                     gc.disable()
                     t0 = time.perf_counter()
                     for _ in range(n):
-                        meth.execute([x1])[0].numpy()
+                        meth.execute(x1)[0].numpy()
                     dt = time.perf_counter() - t0
                     gc.enable()
                     return dt / n * 1e3

@@ -111,7 +111,7 @@ class EdgeportSession:
             if len(typed) == 1 and failed[0][2] is not None:  # one cause (bad calibration, unsupported op ...)
                 raise failed[0][2]
             raise ConversionError(f"{len(failed)} of {len(got)} conversion(s) failed: "
-                                  + "; ".join(f"{n}: {why}" for n, why, _ in failed))
+                                  + "; ".join(why if why.startswith(n) else f"{n}: {why}" for n, why, _ in failed))
         return got
 
     def _convert(self, conv, model, src, targets, recipes, out, opts, group, call_kw) -> None:
@@ -139,8 +139,8 @@ class EdgeportSession:
                 self.stats["failed"] += 1
 
     def _source(self, model: Any, kw: dict):
-        """(spec or None, Source, load keywords). Specs load once per session per content; in-memory models are hashed each call
-        (a test may train them further)."""
+        """(spec or None, Source, load keywords). Specs load once per session per content; in-memory models are
+        hashed on each call (a test may train them further)."""
         from edgeport.signature import TensorSpec, parse_input_spec
         from edgeport.sources import Source, load_source, parse_shape
 

@@ -133,7 +133,7 @@ def test_outlier_tflite_budget_met(outlier_source, digits_nchw):
     assert f["equalization"] and "cle" in f["equalization"]["applied"]
     # the bytes are a real .tflite: LiteRT runs them and agrees with the recorded accuracy
     got = B._run_tflite(res.data, {"x": xh}, ["x"], ["logits"])["logits"]
-    assert abs(100 * float((got.argmax(1) == yh).mean()) - 100 * f["measured"]["accuracy"]) < 1e-6
+    assert abs(100 * float((got.argmax(1) == yh).mean()) - 100 * f["measured"]["accuracy"]) < 1e-3
 
 
 def test_inspect_names_the_culprit(outlier_source, digits_nchw):
