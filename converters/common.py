@@ -13,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgeport.config import ConvertOptions
-from edgeport.errors import ConversionError, UnsupportedError, one_line
+from edgeport.errors import ConversionError, EdgeportError, UnsupportedError, one_line
 from edgeport.signature import Signature
 from edgeport.sources import Source
 
@@ -28,6 +28,7 @@ class Job:
     options: ConvertOptions
     example: dict[str, np.ndarray]  # one real sample (batch 1) per input, for tracing
     cache: dict = field(default_factory=dict)  # per-source exports shared by jobs (SavedModel, ExportedProgram)
+    holdout: dict[str, np.ndarray] | None = None  # rows that judge an accuracy budget (+ optional "y"), never calibrated on
 
     @property
     def sig(self) -> Signature:
@@ -36,7 +37,13 @@ class Job:
     def example_torch(self) -> tuple:
         import torch
 
-        return tuple(torch.from_numpy(np.ascontiguousarray(self.example[s.name])) for s in self.sig.inputs)
+        # a real copy: numpy may give size-1 axes a 0 stride, which ExecuTorch refuses ("0 in strides")
+        return tuple(torch.from_numpy(np.array(self.example[s.name], order="C", copy=True)) for s in self.sig.inputs)
+
+    @property
+    def budget(self):
+        """The accuracy budget an int8 recipe must hold (``--max-drop`` / ``--min-cosine``), or None."""
+        return getattr(self.options, "budget", None) if self.recipe == "int8" else None
 
     def calib_rows(self):
         """Calibration samples one at a time, each {input name: (1, ...)}."""
@@ -64,7 +71,7 @@ def run_converter(fn: Callable[[], Any], tool: str, job: Job) -> Any:
     """Run an official converter, turning its failures into one-line typed errors that name the fix."""
     try:
         return fn()
-    except (UnsupportedError, ConversionError):
+    except EdgeportError:  # already typed, one line, with its fix (bad input, unsupported op, budget not met)
         raise
     except Exception as e:  # the converters raise many types; we classify by message
         text = f"{type(e).__name__}: {e}"

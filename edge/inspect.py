@@ -316,6 +316,9 @@ class LayerNamer:
                 for seg in reversed(p.split("/")):
                     if seg in self.keras:
                         return seg
+                    base = re.sub(r"_\d+$", "", seg)  # Model.export scopes the traced copy: conv2d -> conv2d_1
+                    if base in self.keras:
+                        return base
             return None
         fqns = [f for f in (self._torch_fqn(p) for p in parts) if f]
         if not fqns:
@@ -340,11 +343,17 @@ def tflite_layer_rows(float_tflite: bytes, quant_tflite: bytes, samples: list[di
     for op in f.ops:
         for t in op["outputs"]:
             producer[t] = op
+    graph_inputs = {d["index"] for d in f.inputs.values()}
     for op in f.ops:
         outs = [f.by_index[i]["name"] for i in op["outputs"] if i in f.by_index]
+        # constant inputs (weights, biases) carry the layer's name when the output tensor was renamed (the model's
+        # output) or fused away
+        consts = [f.by_index[i]["name"] for i in op["inputs"] if i >= 0 and i in f.by_index and i not in producer
+                  and i not in graph_inputs]
         for t in outs:
             if t in common:
-                layer = namer.name(t) or t.split(";")[0]
+                layer = namer.name(t) or next((x for x in map(namer.name, consts) if x), None) \
+                    or f"({op['op_name'].lower()})"
                 layer_of[t] = (layer, op["op_name"])
                 order.append(t)
     last: dict[str, str] = {}

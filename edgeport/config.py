@@ -21,6 +21,9 @@ class ConvertOptions:
     calib_samples: int = defaults.CALIB_SAMPLES
     # Fail the artifact (instead of only recording it) when parity is outside the recipe's tolerance.
     strict_parity: bool = False
+    # An accuracy budget for int8 recipes (--max-drop / --min-cosine): equalization, then the fewest layers kept
+    # float, judged on the --data rows (kept apart from calibration). None: plain int8.
+    budget: Budget | None = None
 
     def __post_init__(self):
         if self.calib_samples <= 0:

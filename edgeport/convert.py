@@ -420,7 +420,7 @@ def _run_isolated(spec: str, load_kw: dict, shared: Shared, jobs, out: Path, run
             if timed_out:
                 why = f"timed out after {timeout_s:g}s (converter hung); raise --timeout or check the model{where}"
             elif rc is not None and rc < 0:
-                why = f"converter crashed ({_signal_name(rc)}); the other artifacts were still converted{where}"
+                why = f"converter crashed ({_signal_name(rc)}) while making this artifact; the other jobs went on{where}"
             else:
                 why = f"converter process exited with status {rc} without a result{where}"
             finished(i, Failure(names[i], why))

@@ -95,7 +95,7 @@ class Row:
         if self.task == "classification":
             if self.accuracy_drop_pp is not None:
                 return self.accuracy_drop_pp <= b.max_drop_pp
-            return self.agreement is not None and 100 * (1 - self.agreement) <= b.max_drop_pp
+            return self.agreement is not None and round(100 * (1 - self.agreement), 6) <= b.max_drop_pp
         if self.task == "embedding":
             return self.cosine_mean is not None and self.cosine_mean >= b.min_cosine
         return self.snr_db is None and self.max_abs_diff == 0 or (self.snr_db is not None and self.snr_db >= b.min_snr_db)

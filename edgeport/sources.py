@@ -295,8 +295,9 @@ def _load_object(model, inputs, name: str | None) -> Source:
     mod = type(model).__module__
     if mod.startswith(("keras", "tf_keras", "tensorflow")) or hasattr(model, "inputs") and hasattr(model, "export"):
         sig = Signature(tuple(inputs)) if inputs else _keras_signature(model, type(model).__name__)
-        return Source("keras", f"python:{type(model).__name__}", _safe_name(name or getattr(model, "name", "model")),
-                      _object_hash(model), model, sig)
+        sha = _object_hash(model)
+        return Source("keras", f"python:{type(model).__name__}@{sha[-8:]}", _safe_name(name or getattr(model, "name", "model")),
+                      sha, model, sig)
     import torch
 
     if isinstance(model, torch.nn.Module):
@@ -304,8 +305,9 @@ def _load_object(model, inputs, name: str | None) -> Source:
             raise InputError(f"{type(model).__name__}: a PyTorch model needs its inputs, e.g."
                              " inputs=[parse_input_spec('x:float32[1,3,32,32]')]")
         model.eval()
-        return Source("torch", f"python:{type(model).__name__}", _safe_name(name or type(model).__name__.lower()),
-                      _object_hash(model), model, Signature(tuple(inputs)))
+        sha = _object_hash(model)
+        return Source("torch", f"python:{type(model).__name__}@{sha[-8:]}", _safe_name(name or type(model).__name__.lower()),
+                      sha, model, Signature(tuple(inputs)))
     raise InputError(f"cannot convert a {type(model).__name__}; pass a keras.Model, a torch.nn.Module or a model path")
 
 

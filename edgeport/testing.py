@@ -3,6 +3,8 @@
 Registered through the ``pytest11`` entry point, so it loads whenever edgeport is installed (``-p no:edgeport``
 turns it off). It adds two session-scoped fixtures and one assertion::
 
+    from edgeport.testing import assert_quantized_close
+
     def test_int8_stays_close(edgeport_convert, edgeport_evaluate):
         manifests = edgeport_convert("builtin:simplecnn-torch", to=["tflite", "pte"], quant=["int8"])
         report = edgeport_evaluate(manifests)
@@ -144,7 +146,9 @@ class EdgeportSession:
         from edgeport.signature import TensorSpec, parse_input_spec
         from edgeport.sources import Source, load_source, parse_shape
 
-        inputs = [i if isinstance(i, TensorSpec) else parse_input_spec(str(i)) for i in kw.get("inputs") or []]
+        given = kw.get("inputs") or []
+        given = [given] if isinstance(given, (str, TensorSpec)) else given
+        inputs = [i if isinstance(i, TensorSpec) else parse_input_spec(str(i)) for i in given]
         if kw.get("input_shape") is not None:
             shape = kw["input_shape"]
             inputs = [parse_shape(shape if isinstance(shape, str) else ",".join(str(int(d)) for d in shape))]
@@ -217,7 +221,7 @@ class EdgeportSession:
             raise InputError(f"edgeport_evaluate: no artifacts in {artifacts!r}; pass the manifests edgeport_convert"
                              " returned, or a folder of *.manifest.json")
         spec = self._data(data, "data")
-        ths = tuple(str(t) for t in ([threads] if isinstance(threads, (int, str)) else threads))
+        ths = tuple(str(threads).split(",") if isinstance(threads, (int, str)) else (str(t) for t in threads))
         opts = EvaluateOptions(threads=ths, data=spec,
                                **({"timeout_s": float(timeout_s)} if timeout_s is not None else {}))
         metas = {}

@@ -30,9 +30,14 @@ def calibrate_pt2e(exported, quantizer, *, example: tuple, calib=None, fold_quan
     else:
         names = calib.sig.input_names
         batches = [tuple(torch.from_numpy(np.ascontiguousarray(row[n])) for n in names) for row in calib.calib_rows()]
-    with torch.no_grad():
-        for b in batches:
-            prepared(*b)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the histogram observers run ~25x faster single-threaded on small batches
+    try:
+        with torch.no_grad():
+            for b in batches:
+                prepared(*b)
+    finally:
+        torch.set_num_threads(threads)
     dropped = drop_saturated_observers(prepared, saturation_limit) if (calib is not None and saturation_limit) else []
     converted = convert_pt2e(prepared, fold_quantize=fold_quantize)
     try:

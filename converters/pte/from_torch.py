@@ -41,7 +41,7 @@ def _quantize(job: Job):
     else:
         exported = torch_exported(job)
     converted, pt2e = calibrate_pt2e(exported, quantizer, example=job.example_torch(), calib=None if dynamic else job)
-    facts.update(pt2e, activations="dynamic int8" if dynamic else "static int8 (per-tensor, MinMax)",
+    facts.update(pt2e, activations="dynamic int8" if dynamic else "static int8 (per-tensor, histogram observer)",
                  weights="int8 per channel, symmetric")
     return torch.export.export(converted, job.example_torch(), strict=False), facts
 
@@ -62,7 +62,16 @@ def convert(job: Job) -> Produced:
         info = get_delegation_info(edge.exported_program().graph_module)
         return edge.to_executorch(), info, facts
 
-    prog, info, facts = run_converter(lower, "executorch exir", job)
+    if job.budget is not None:
+        from edgeport.quantization.budget import budgeted_int8_pte
+
+        res = budgeted_int8_pte(job, job.budget, job.holdout)
+        prog, facts = res.program, res.facts
+        delegation = res.delegation
+    else:
+        prog, info, facts = run_converter(lower, "executorch exir", job)
+        delegation = {"delegated": int(info.num_delegated_nodes), "total": int(info.num_delegated_nodes + info.num_non_delegated_nodes),
+                      "unit": "graph nodes", "subgraphs": int(info.num_delegated_subgraphs)}
     out = job.workdir / f"{job.name}.pte"
     with open(out, "wb") as f:
         prog.write_to_file(f)
@@ -70,6 +79,4 @@ def convert(job: Job) -> Produced:
     # torch.export flattens them (the same order the source's outputs are named in).
     sig = Signature(tuple(s.with_(binding=i) for i, s in enumerate(job.sig.inputs)),
                     tuple(s.with_(binding=i) for i, s in enumerate(job.sig.outputs)))
-    delegation = {"delegated": int(info.num_delegated_nodes), "total": int(info.num_delegated_nodes + info.num_non_delegated_nodes),
-                  "unit": "graph nodes", "subgraphs": int(info.num_delegated_subgraphs)}
     return Produced(entry=out.name, files=[out.name], signature=sig, delegation=delegation, quantization=facts)

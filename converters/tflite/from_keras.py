@@ -11,6 +11,14 @@ from ..common import Job, Produced, keras_saved_model, run_converter, tflite_sig
 def convert(job: Job) -> Produced:
     import tensorflow as tf
 
+    if job.budget is not None:  # the accuracy-budget search (ai-edge-quantizer on the float .tflite, per-op choice)
+        from edgeport.quantization.budget import budgeted_int8_tflite
+
+        res = budgeted_int8_tflite(job, job.budget, job.holdout)
+        out = job.workdir / f"{job.name}.tflite"
+        out.write_bytes(res.data)
+        return Produced(entry=out.name, files=[out.name], signature=tflite_signature(out, job), quantization=res.facts)
+
     # Every Keras source (Sequential, Functional, subclassed, SavedModel) is first exported as a SavedModel with a
     # batch-1 signature named by the model's inputs, so the .tflite's signature keys are the model's own names.
     conv = tf.lite.TFLiteConverter.from_saved_model(str(keras_saved_model(job)), signature_keys=["serving_default"])

@@ -59,7 +59,12 @@ def convert(job: Job) -> Produced:
     from edgeport.quantization import aeq
 
     facts = None
-    if job.recipe == "int8":
+    if job.budget is not None:
+        from edgeport.quantization.budget import budgeted_int8_tflite
+
+        res = budgeted_int8_tflite(job, job.budget, job.holdout)
+        data, facts = res.data, res.facts
+    elif job.recipe == "int8":
         data, facts = _static_int8(job)
     else:
         data = _float_tflite(job)
