@@ -34,7 +34,7 @@ def cmd_targets(a) -> int:
 
 def cmd_convert(a) -> int:
     from .config import ConvertOptions
-    from .convert import convert
+    from .convert import CONVERT_TIMEOUT_S, convert
     from .report import artifact_table
     from .signature import parse_input_spec
     from .sources import parse_shape
@@ -45,8 +45,6 @@ def cmd_convert(a) -> int:
             raise InputError("give either --input (repeatable) or --input-shape, not both")
         inputs = [parse_shape(a.input_shape)]
     opts = ConvertOptions(calib=a.calib, data=a.data, int8_io=a.int8_io, strict_parity=a.strict_parity)
-    from .convert import CONVERT_TIMEOUT_S
-
     timeout = CONVERT_TIMEOUT_S if a.timeout is None else a.timeout
     if timeout <= 0:
         raise InputError(f"--timeout must be positive, got {timeout:g}")

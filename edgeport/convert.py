@@ -166,7 +166,7 @@ def convert(
         jobs = list(enumerate(pl.pairs, 1))
         results: dict[int, Manifest | Failure] = {}
 
-        def finished(i: int, res: Manifest | Failure, seconds: float | None = None) -> None:
+        def finished(i: int, res: Manifest | Failure) -> None:
             results[i] = res
             if isinstance(res, Failure):
                 _log(f"    FAILED: {res.reason}")

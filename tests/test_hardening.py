@@ -4,11 +4,9 @@ and the output is quiet and true. Tiny models, seeded; the slow parts are shared
 from __future__ import annotations
 
 import contextlib
-import copy
 import errno
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
