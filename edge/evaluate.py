@@ -95,11 +95,13 @@ class Context:
             if src is None:
                 if str(model).startswith("python:"):
                     raise InputError("an in-memory model; pass it to evaluate(sources=...)")
-                inputs = [s.with_(binding=None, quantization=None) for s in _source_inputs(m)]
+                inputs = [s.with_(binding=None, quantization=None, dtype="float32" if s.quantization else s.dtype)
+                          for s in _source_inputs(m)]
                 src = load_source(model, weights=m.source.get("weights"), inputs=inputs)
                 if src.sha256 != m.source.get("sha256"):
                     raise InputError(f"source {model} changed since conversion (sha256 differs)")
-            src.signature = type(src.signature)(src.signature.inputs, tuple(s.with_(binding=None) for s in m.sig.outputs))
+            src.signature = type(src.signature)(src.signature.inputs, tuple(
+                s.with_(binding=None, quantization=None, dtype="float32" if s.quantization else s.dtype) for s in m.sig.outputs))
             return src.float_outputs(prep.feeds), f"float source model {model}"
         except Exception as e:
             reason = one_line(e, 200)

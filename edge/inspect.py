@@ -407,8 +407,8 @@ def inspect(manifest_path: str | Path, data_spec: str | None = None, *, max_samp
                          f" ({m.sig.describe_inputs()})")
     ds = dat.load_dataset(spec, "heldout")
     sig = m.sig
-    plain = type(sig)(tuple(s.with_(binding=None, quantization=None) for s in sig.inputs),
-                      tuple(s.with_(binding=None, quantization=None) for s in sig.outputs))
+    plain = type(sig)(tuple(s.with_(binding=None, quantization=None, dtype="float32" if s.quantization else s.dtype) for s in sig.inputs),
+                      tuple(s.with_(binding=None, quantization=None, dtype="float32" if s.quantization else s.dtype) for s in sig.outputs))
     feeds = dat.model_inputs(ds, plain, m.preprocessing, root=m.folder, what="inspect data")
     n = min(max_samples, len(next(iter(feeds.values()))))
     feeds = {k: v[:n] for k, v in feeds.items()}
@@ -427,9 +427,9 @@ def _load_source(m):
     model = m.source.get("model")
     if str(model).startswith("python:"):
         raise InputError(f"{m.name}: converted from an in-memory model; call inspect_source() from Python instead")
-    inputs = [s.with_(binding=None, quantization=None) for s in m.sig.inputs]
+    inputs = [s.with_(binding=None, quantization=None, dtype="float32" if s.quantization else s.dtype) for s in m.sig.inputs]
     src = load_source(model, weights=m.source.get("weights"), inputs=inputs)
-    src.signature = type(src.signature)(tuple(inputs), tuple(s.with_(binding=None, quantization=None) for s in m.sig.outputs))
+    src.signature = type(src.signature)(tuple(inputs), tuple(s.with_(binding=None, quantization=None, dtype="float32" if s.quantization else s.dtype) for s in m.sig.outputs))
     return src
 
 

@@ -44,7 +44,13 @@ def cmd_convert(a) -> int:
         if inputs:
             raise InputError("give either --input (repeatable) or --input-shape, not both")
         inputs = [parse_shape(a.input_shape)]
-    opts = ConvertOptions(calib=a.calib, data=a.data, int8_io=a.int8_io, strict_parity=a.strict_parity)
+    budget = None
+    if a.max_drop is not None or a.min_cosine is not None:
+        from .report import Budget
+
+        kw = {k: v for k, v in (("max_drop_pp", a.max_drop), ("min_cosine", a.min_cosine)) if v is not None}
+        budget = Budget(**kw)
+    opts = ConvertOptions(calib=a.calib, data=a.data, int8_io=a.int8_io, strict_parity=a.strict_parity, budget=budget)
     timeout = CONVERT_TIMEOUT_S if a.timeout is None else a.timeout
     if timeout <= 0:
         raise InputError(f"--timeout must be positive, got {timeout:g}")
@@ -108,6 +114,12 @@ def _check_port(port: int) -> None:
 def url(host: str, port: int) -> str:
     """http://HOST:PORT/ with an IPv6 address in brackets (http://[::]:8765/)."""
     return f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
+
+
+def cmd_inspect(a) -> int:
+    from edgeport.edge.inspect import cmd_inspect as run
+
+    return run(a)
 
 
 def cmd_serve(a) -> int:
@@ -184,7 +196,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--strict-parity", action="store_true", help="fail when parity is outside the recipe's tolerance")
     s.add_argument("--timeout", type=float, default=None,
                    help="per-artifact time limit for a conversion, seconds (default 1800); a hang past it fails that artifact")
+    s.add_argument("--max-drop", type=float, default=None, metavar="PP",
+                   help="int8 must hold this accuracy drop (classification), judged on --data: equalization, then the"
+                   " fewest layers kept float")
+    s.add_argument("--min-cosine", type=float, default=None, metavar="C",
+                   help="int8 must hold this mean cosine against float (embedding), judged on --data")
     s.set_defaults(fn=cmd_convert)
+
+    s = sub.add_parser("inspect", parents=[common], allow_abbrev=False,
+                       help="layer-by-layer divergence of a quantized artifact from its float source, worst first")
+    s.add_argument("artifact", help="a *.manifest.json of a quantized .tflite or .pte")
+    s.add_argument("--data", default=None, help="a named set (its held-out split) or an .npz; default: the model's own set")
+    s.add_argument("--max-samples", type=int, default=32, help="rows of data to run (default 32)")
+    s.add_argument("--top", type=int, default=None, help="print only the N worst layers")
+    s.add_argument("--json", action="store_true", help="print the rows as JSON")
+    s.set_defaults(fn=cmd_inspect)
 
     s = sub.add_parser("evaluate", parents=[common], help="measure size, accuracy and speed of artifacts with their real runtimes", allow_abbrev=False)
     s.add_argument("paths", nargs="+", help="folders of manifests, or manifest files")

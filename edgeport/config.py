@@ -26,6 +26,8 @@ class ConvertOptions:
     budget: Budget | None = None
 
     def __post_init__(self):
+        if isinstance(self.budget, dict):  # from a worker's JSON job
+            object.__setattr__(self, "budget", Budget(**self.budget))
         if self.calib_samples <= 0:
             raise CalibrationError(f"calib_samples must be positive, got {self.calib_samples}; pass e.g. 200")
 

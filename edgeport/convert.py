@@ -84,6 +84,7 @@ class Shared:
     meta: dict
     preprocessing: dict
     options: ConvertOptions
+    holdout: dict | None = None  # rows (+ "y") that judge an accuracy budget; never calibrated on
 
 
 @dataclass
@@ -161,7 +162,8 @@ def convert(
         float_out = src.float_outputs(probe)
         example = {k: v[:1] for k, v in probe.items()}
         shared = Shared(src, _source_record(src), calib, probe, float_out, example, meta,
-                        _place_preprocessing_files(src.preprocessing, out, run.dir), options)
+                        _place_preprocessing_files(src.preprocessing, out, run.dir), options,
+                        _budget_rows(src, options, pl))
         run.keep_log = bool(quiet)  # the CLI keeps its log; the API keeps the workers' log only when a job failed
         jobs = list(enumerate(pl.pairs, 1))
         results: dict[int, Manifest | Failure] = {}
@@ -199,6 +201,25 @@ def convert(
         run.keep_log = bool(quiet) or (isolate and quiet is None)  # a log that holds the failing tools' output
         log = str(shown) if run.keep_log or shown != run.kept_log else None
         raise ConversionFailed(written, [(f.name, f.reason) for f in failed], log=log)
+
+
+def _budget_rows(src: Source, options: ConvertOptions, pl: Plan) -> dict | None:
+    """With an accuracy budget: every held-out row of --data (or the model's own set), with labels "y" when the set
+    has them. The calibration rows come from --calib or the set's train split, never from these."""
+    if options.budget is None or not any(r == "int8" for _, r in pl.pairs):
+        return None
+    spec = options.data or src.default_data
+    if not spec:
+        raise InputError(f"an accuracy budget needs held-out rows to judge it: pass --data data.npz with one array per"
+                         f" input ({src.signature.describe_inputs()}) and labels y for classification")
+    if options.calib and options.calib == options.data:
+        raise InputError("--calib and --data name the same file: the rows that judge the budget must not be the rows"
+                         " that calibrate; split them into two files")
+    ds = dat.load_dataset(spec, "heldout")
+    rows = dat.model_inputs(ds, src.signature, src.preprocessing, what="budget data")
+    if ds.y is not None and src.task == "classification":
+        rows["y"] = ds.y
+    return rows
 
 
 def _source_record(src: Source) -> dict:
@@ -250,7 +271,8 @@ def convert_one(shared: Shared, t: str, r: str, out: Path, staging: Path, cache:
     t0 = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix=f"{base}.{t}.", dir=staging))
     try:
-        job = Job(src, r, work, base, shared.calib if r == "int8" else None, options, shared.example, cache)
+        job = Job(src, r, work, base, shared.calib if r == "int8" else None, options, shared.example, cache,
+                  holdout=shared.holdout)
         produced = conv.fn(job)
         seconds = time.perf_counter() - t0
         m = Manifest(
@@ -326,6 +348,7 @@ def _run_isolated(spec: str, load_kw: dict, shared: Shared, jobs, out: Path, run
     blobs = {f"probe:{k}": v for k, v in shared.probe.items()}
     blobs.update({f"float:{k}": v for k, v in shared.float_out.items()})
     blobs.update({f"calib:{k}": v for k, v in (shared.calib or {}).items()})
+    blobs.update({f"holdout:{k}": v for k, v in (shared.holdout or {}).items()})
     np.savez(arrays, **blobs)
     weights_file = None
     if shared.src.framework == "torch" and not hasattr(shared.src.model, "graph_signature"):
@@ -471,10 +494,10 @@ def _worker_main() -> int:
         src.task, src.name = job["task"], job["name"]
         src.signature = Signature.from_dict(job["signature"])
         with np.load(job["arrays"], allow_pickle=False) as z:
-            part = {p: {k.split(":", 1)[1]: z[k] for k in z.files if k.startswith(p + ":")} for p in ("probe", "float", "calib")}
+            part = {p: {k.split(":", 1)[1]: z[k] for k in z.files if k.startswith(p + ":")} for p in ("probe", "float", "calib", "holdout")}
         probe = part["probe"]
         shared = Shared(src, job["source"], part["calib"] or None, probe, part["float"], {k: v[:1] for k, v in probe.items()},
-                        job["meta"], job["preprocessing"], ConvertOptions(**job["options"]))
+                        job["meta"], job["preprocessing"], ConvertOptions(**job["options"]), part["holdout"] or None)
     except Exception as e:
         emit(event="fatal", error=text(e), kind=kind(e))
         return 0

@@ -202,3 +202,24 @@ def test_goal_and_score():
     assert goal("embedding", {"min_cosine": 0.99}).meets(0.995)
     with pytest.raises(Exception, match="min_cosine"):
         goal("embedding", {"max_drop_pp": 1})
+
+
+def test_cli_budget_and_inspect(tmp_path, capsys):
+    """`convert --max-drop` records what the search chose in the manifest; `inspect` names layers by the source's own
+    names, worst first, and --json gives the same rows to machines."""
+    import json as _json
+
+    from edgeport.cli import main
+    from edgeport.manifest import Manifest
+
+    assert main(["convert", "--model", "builtin:simplecnn-keras", "--to", "tflite", "--quant", "int8", "--max-drop", "0.3",
+                 "--out", str(tmp_path)]) == 0
+    m = Manifest.read(tmp_path / "simplecnn-keras.int8.tflite.manifest.json")
+    q = m.quantization
+    assert q["budget"]["threshold"] == 0.3 and q["budget"]["rows"] == 360  # every held-out digit judges it
+    assert "float_layers" in q and q["calibration_samples"] == 200
+    capsys.readouterr()
+    assert main(["inspect", str(m.path), "--json", "--max-samples", "16"]) == 0
+    rows = _json.loads(capsys.readouterr().out)
+    assert rows and {"layer", "snr_db", "cosine", "max_abs_err"} <= set(rows[0])
+    assert any(r["layer"].startswith(("conv2d", "dense", "(fully_connected)")) for r in rows)
