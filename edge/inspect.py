@@ -21,7 +21,6 @@ median one: a layer with a large ratio produces an outlier channel that a per-te
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 from dataclasses import dataclass, field
@@ -507,17 +506,6 @@ def format_table(rows: list[dict], limit: int | None = None) -> str:
     lines.append("drop dB: SNR lost in this layer (its inputs' SNR minus its output's); ch ratio: largest channel"
                  " range / median of the float output (an outlier channel starves a per-tensor int8 scale)")
     return "\n".join(lines)
-
-
-def add_inspect_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("inspect", help="layer-by-layer divergence of a quantized artifact from its float source")
-    p.add_argument("artifact", help="a *.manifest.json of a quantized .tflite or .pte (or its folder + name)")
-    p.add_argument("--data", default=None, help="a named set (its held-out split) or an .npz; default: the model's own set")
-    p.add_argument("--max-samples", type=int, default=32, help="rows of data to run (default 32)")
-    p.add_argument("--top", type=int, default=None, help="print only the N worst layers")
-    p.add_argument("--json", action="store_true", help="print the rows as JSON")
-    p.set_defaults(func=cmd_inspect)
-    return p
 
 
 def _manifest_path(artifact: str) -> Path:

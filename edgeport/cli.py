@@ -111,11 +111,6 @@ def _check_port(port: int) -> None:
         raise InputError(f"--port {port} is out of range; pass 1-65535 (0 picks a free port)")
 
 
-def url(host: str, port: int) -> str:
-    """http://HOST:PORT/ with an IPv6 address in brackets (http://[::]:8765/)."""
-    return f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
-
-
 def cmd_inspect(a) -> int:
     from edgeport.edge.inspect import cmd_inspect as run
 
@@ -123,23 +118,10 @@ def cmd_inspect(a) -> int:
 
 
 def cmd_serve(a) -> int:
-    from edgeport.web.server import is_loopback, make_server
+    from edgeport.web.server import serve
 
     _check_port(a.port)
-    explicit = a.host is not None
-    host = a.host or "127.0.0.1"
-    srv = make_server(a.dir, host, a.port, data=a.data, allow_remote=explicit)
-    h, p = srv.server_address[:2]
-    if not is_loopback(host):
-        print(f"edgeport: WARNING: serving on {url(h, p)}, reachable from other machines", file=sys.stderr)
-    print(f"edgeport: serving {Path(a.dir).resolve()} at {url(h, p)}  (Ctrl-C to stop)", flush=True)
-    try:
-        srv.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        srv.server_close()
-    return 0
+    return serve(a.dir, host=a.host, port=a.port, data=a.data)
 
 
 def cmd_demo(a) -> int:

@@ -521,14 +521,9 @@ def parity_summary(m: Manifest) -> str:
     p = m.parity
     if p.get("status") != "measured":
         return "pending (browser)"
-    o = p["outputs"][0]
-    if m.task == "embedding":
-        s = f"cos mean {o['cosine_mean']:.5f} min {o['cosine_min']:.5f}"
-    elif m.task == "classification":
-        s = f"max|d| {o['max_abs_diff']:.2g} agree {o.get('top1_agreement', float('nan')):.3f}"
-    else:
-        s = f"max|d| {o['max_abs_diff']:.2g} SNR {o['snr_db'] if o['snr_db'] is not None else 'inf'} dB"
-    return s + ("" if p.get("within_tolerance") else " (OUT OF TOLERANCE)")
+    from .report import parity_text
+
+    return parity_text(m.task, p["outputs"][0]) + ("" if p.get("within_tolerance") else " (OUT OF TOLERANCE)")
 
 
 def _place_preprocessing_files(pre: dict, out: Path, staging: Path) -> dict:

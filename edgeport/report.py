@@ -379,6 +379,16 @@ def table(report: Report, budget: Budget | None = None) -> str:
     return "\n".join(out)
 
 
+def parity_text(task: str, o: dict) -> str:
+    """One compared output in the task's terms (conversion log and table)."""
+    if task == "embedding":
+        return f"cos mean {o['cosine_mean']:.5f} min {o['cosine_min']:.4f}"
+    if task == "classification":
+        return f"max|d| {o['max_abs_diff']:.2g} agree {o.get('top1_agreement', float('nan')):.3f}"
+    snr = o.get("snr_db")
+    return f"max|d| {o['max_abs_diff']:.2g} SNR {'inf' if snr is None else snr} dB"
+
+
 def artifact_table(manifests) -> str:
     """The table printed after `edgeport convert`: bytes, ratio to fp32, parity in the task's terms."""
     fp32 = {(m.source["model"], m.target): m.total_bytes for m in manifests if m.recipe == "fp32"}
@@ -389,14 +399,7 @@ def artifact_table(manifests) -> str:
         status = m.parity.get("status")
         if status == "measured":
             status = "ok" if m.parity.get("within_tolerance") else "OUT OF TOLERANCE"
-        if not p:
-            par = "-"
-        elif m.task == "embedding":
-            par = f"cos mean {p['cosine_mean']:.5f} min {p['cosine_min']:.4f}"
-        elif m.task == "classification":
-            par = f"max|d| {p['max_abs_diff']:.2g} agree {p.get('top1_agreement', float('nan')):.3f}"
-        else:
-            par = f"max|d| {p['max_abs_diff']:.2g} SNR {p.get('snr_db')} dB"
+        par = parity_text(m.task, p) if p else "-"
         d = m.delegation
         rows.append((m.name, m.target, m.recipe, f"{m.total_bytes:,}", f"{m.total_bytes / base:.2f}" if base else "-",
                      par, status or "-", f"{d['delegated']}/{d['total']} {d['unit']}" if d else "-"))

@@ -9,8 +9,6 @@ Two guards make PT2E safe for real models (token ids, Hugging Face attention mas
 
 from __future__ import annotations
 
-from typing import Any
-
 
 def calibrate_pt2e(exported, quantizer, *, example: tuple, calib=None, fold_quantize: bool = True,
                    saturation_limit: float | None = 1e6):
@@ -73,7 +71,7 @@ def _node_is_float(n) -> bool:
 def _make_float_only_quantizer(base):
     """Wrap any PT2E Quantizer so it never touches integer/bool tensors.  See FloatOnlyQuantizer."""
     import torch
-    from torchao.quantization.pt2e.quantizer import Quantizer, SharedQuantizationSpec
+    from torchao.quantization.pt2e.quantizer import Quantizer
 
     class FloatOnlyQuantizer(Quantizer):
         """Delegates to `base`, with two guards that make PT2E safe for graphs that compute on integer tensors:

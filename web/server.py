@@ -343,15 +343,21 @@ def start_background(artifacts, host="127.0.0.1", port=0, **kw) -> tuple[Threadi
     return srv, f"http://{'[' + h + ']' if ':' in h else h}:{p}/"
 
 
+def url(host: str, port: int) -> str:
+    """A browsable address: IPv6 hosts in brackets (``http://[::]:8765/``)."""
+    return f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
+
+
 def serve(artifacts, host: str | None = None, port: int = 8765, data: str | None = "builtin:digits",
           bench: dict | None = None) -> int:
+    """Serve until Ctrl-C; loopback unless ``host`` is given explicitly (then a warning says it is reachable)."""
     explicit = host is not None
     host = host or "127.0.0.1"
     srv = make_server(artifacts, host, port, data=data, bench=bench, allow_remote=explicit)
-    if not is_loopback(host):
-        print(f"edgeport: WARNING: serving on {host}:{port}, reachable from other machines", file=sys.stderr)
     h, p = srv.server_address[:2]
-    print(f"edgeport: serving {Path(artifacts).resolve()} at http://{h}:{p}/  (Ctrl-C to stop)", flush=True)
+    if not is_loopback(host):
+        print(f"edgeport: WARNING: serving on {url(h, p)}, reachable from other machines", file=sys.stderr)
+    print(f"edgeport: serving {Path(artifacts).resolve()} at {url(h, p)}  (Ctrl-C to stop)", flush=True)
     try:
         srv.serve_forever()
     except KeyboardInterrupt:

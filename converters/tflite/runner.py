@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from edgeport.errors import ArtifactError, one_line
 from edgeport.runtime import Runner
 
