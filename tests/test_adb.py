@@ -59,12 +59,12 @@ def test_garbage_output_is_a_clear_error():
         parse_executor_runner("")
 
 
-def test_no_adb_on_path(monkeypatch, capsys):
+def test_no_adb_on_path(monkeypatch, capsys, tmp_path):
     from edgeport.cli import main
 
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(InputError, match="adb not found on PATH; install Android platform-tools"):
         check_setup("adb", [], None, None)
-    code = main(["evaluate", "nowhere", "--device", "adb"])
+    code = main(["evaluate", str(tmp_path), "--device", "adb"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.count("\n") == 0 and "adb not found" in err
