@@ -151,9 +151,10 @@ def _preprocess(src: Path, dst: Path, job: Job, notes: list[str]) -> Path:
 def _dynamic(pre: Path, out: Path) -> dict:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    # Every op type quantize_dynamic knows (Conv, MatMul, Gemm, Gather, Attention, LSTM ...), its default.
-    quantize_dynamic(str(pre), str(out), per_channel=False, weight_type=QuantType.QInt8)
-    return {"tool": "onnxruntime.quantization.quantize_dynamic", "weights": "int8 (per tensor)",
+    # Every op type quantize_dynamic knows (Conv, MatMul, Gemm, Gather, Attention, LSTM ...), its default, with
+    # per-channel weights: on all-MiniLM-L6-v2 per-tensor weights give cosine 0.964 against float, per-channel 0.993.
+    quantize_dynamic(str(pre), str(out), per_channel=True, weight_type=QuantType.QInt8)
+    return {"tool": "onnxruntime.quantization.quantize_dynamic", "weights": "int8 (per channel)",
             "activations": "float32, quantized to uint8 per inference (DynamicQuantizeLinear)",
             "ops_quantized": _count_ops(out, ("ConvInteger", "MatMulInteger", "DynamicQuantizeMatMul", "QAttention",
                                               "DynamicQuantizeLSTM", "DequantizeLinear"))}
