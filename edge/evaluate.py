@@ -258,8 +258,10 @@ def evaluate(paths: list[str | Path], options: EvaluateOptions = EvaluateOptions
                                                  workdir=Path(tmp))
         web = [m for m in manifests if get_target(m.target).browser and m.name in ctx.prepared]
         if browser and web:
-            from edgeport.web.browser import browser_capabilities, evaluate_in_browser
+            from edgeport.registry import browser_evaluator
 
+            web_side = browser_evaluator(browser if isinstance(browser, str) else "chromium")
+            evaluate_in_browser, browser_capabilities = web_side.evaluate_in_browser, web_side.browser_capabilities
             groups: dict[str, list[Manifest]] = {}
             for m in web:
                 groups.setdefault(ctx.prepared[m.name].data, []).append(m)

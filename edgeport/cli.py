@@ -22,7 +22,7 @@ def _csv(s: str) -> list[str]:
 
 
 def cmd_targets(a) -> int:
-    from .quantization.recipes import RECIPES
+    from .recipes import RECIPES
     from .registry import matrix_table
 
     print(matrix_table())

@@ -57,7 +57,7 @@ class Plan:
 
 
 def plan(framework: str, targets: list[str], recipes: list[str]) -> Plan:
-    from edgeport.quantization import get_recipe
+    from edgeport.recipes import get_recipe
 
     pairs = []
     for t in targets:
@@ -245,7 +245,7 @@ def _check_collisions(src: Source, pl: Plan, out: Path) -> None:
 
 
 def _run_in_process(shared: Shared, jobs, out: Path, staging: Path, *, started, finished) -> None:
-    from edgeport.converters.common import cleanup
+    from edgeport.job import cleanup
 
     cache: dict = {}
     try:
@@ -263,7 +263,7 @@ def _run_in_process(shared: Shared, jobs, out: Path, staging: Path, *, started, 
 
 def convert_one(shared: Shared, t: str, r: str, out: Path, staging: Path, cache: dict) -> Manifest:
     """One (target, recipe): convert in a staging folder, measure parity there, then publish. Returns the manifest."""
-    from edgeport.converters.common import Job
+    from edgeport.job import Job
 
     src, options = shared.src, shared.options
     conv = get_converter(src.framework, t)
@@ -501,7 +501,7 @@ def _worker_main() -> int:
     except Exception as e:
         emit(event="fatal", error=text(e), kind=kind(e))
         return 0
-    from edgeport.converters.common import cleanup
+    from edgeport.job import cleanup
 
     cache: dict = {}
     try:

@@ -49,6 +49,7 @@ class Target:
 _TARGETS: dict[str, Target] = {}
 _SOURCES: list[tuple[str, Callable]] = []  # (prefix or predicate name, loader)
 _DATASETS: dict[str, Callable] = {}
+_BROWSERS: dict[str, Any] = {}  # browser name -> module with evaluate_in_browser / browser_capabilities
 _loaded = False
 
 
@@ -66,7 +67,7 @@ def register_target(name: str, *, suffix: str, runner: type | None, runtime: str
 
 def converter(target: str, framework: str, *, recipes: tuple[str, ...], tool: str):
     """Decorator: ``@converter("pte", "torch", recipes=("fp32", "int8"), tool="executorch.exir")``."""
-    from edgeport.quantization.recipes import get_recipe
+    from edgeport.recipes import get_recipe
 
     def deco(fn):
         for r in recipes:
@@ -99,6 +100,19 @@ def register_dataset(name: str):
         return fn
 
     return deco
+
+
+def register_browser(name: str, evaluator) -> None:
+    """A browser evaluator (the web plugin registers "chromium"): an object with ``evaluate_in_browser`` and
+    ``browser_capabilities``. The native evaluator finds it here instead of importing the web side."""
+    _BROWSERS[name] = evaluator
+
+
+def browser_evaluator(name: str):
+    load_plugins()
+    if name not in _BROWSERS:
+        raise InputError(f"unknown browser {name!r}; known: {', '.join(sorted(_BROWSERS)) or 'none (install edgeport.web)'}")
+    return _BROWSERS[name]
 
 
 def load_plugins() -> None:
@@ -137,7 +151,7 @@ def get_converter(framework: str, target: str) -> Converter:
 
 
 def check_recipe(framework: str, target: str, recipe: str) -> None:
-    from edgeport.quantization.recipes import get_recipe
+    from edgeport.recipes import get_recipe
 
     get_recipe(recipe)
     c = get_converter(framework, target)

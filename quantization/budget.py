@@ -7,7 +7,7 @@ and budget rows kept apart from calibration, the search tries, in order, and sto
 2. an equalization that keeps every layer int8 (torch sources): BatchNorm folding + cross-layer equalization of
    conv/linear chains, and SmoothQuant scale migration for Linear inputs with outlier channels (transformers);
    kept when it improves the metric;
-3. the fewest layers kept float: layers ranked by the SNR they lose (:mod:`edgeport.edge.inspect`, one pass on the
+3. the fewest layers kept float: layers ranked by the SNR they lose (:mod:`edgeport.quantization.layers`, one pass on the
    int8 model), then the shortest prefix of that ranking that meets the budget (lengths 1, 2, 4, ... then
    bisection).
 
@@ -452,7 +452,7 @@ def search_pte(module, example: tuple, calib: list[tuple], budget_feeds: dict[st
 
 def _search_pte(module, example, calib, budget_feeds, *, task, budget, input_names, output_names,
                 sensitivity_samples, equalize, verify) -> BudgetResult:
-    from edgeport.edge.inspect import pt2e_layer_rows
+    from edgeport.quantization.layers import pt2e_layer_rows
 
     t0 = time.perf_counter()
     g = goal(task, budget)
@@ -568,7 +568,7 @@ def float_tflite(src, equalization: dict | None = None, calib: list[tuple] | Non
     """The float .tflite of a Source through its official converter (TFLiteConverter for Keras, litert-torch for
     torch), after re-applying a recorded equalization (torch)."""
     from edgeport.config import ConvertOptions
-    from edgeport.converters.common import Job, cleanup
+    from edgeport.job import Job, cleanup
 
     ex = example or src.example()
     if src.framework == "torch" and equalization and equalization.get("applied"):
@@ -623,7 +623,7 @@ def _aeq_calibrate(float_bytes: bytes, calib: list[dict], key: str):
 def _run_tflite(data: bytes, feeds: dict[str, np.ndarray], names: list[str], out_names: list[str]) -> dict:
     from ai_edge_litert.interpreter import Interpreter
 
-    from edgeport.converters.common import bind_keys
+    from edgeport.job import bind_keys
 
     it = Interpreter(model_content=bytes(data), num_threads=1)
     it.allocate_tensors()
@@ -656,7 +656,7 @@ def _run_tflite(data: bytes, feeds: dict[str, np.ndarray], names: list[str], out
 
 def _tflite_candidates(rows: list[dict], float_bytes: bytes) -> list[tuple[str, list[str]]]:
     """(layer, [op scopes of that layer]) most sensitive first, from inspect rows on the .tflite."""
-    from edgeport.edge.inspect import _TFLRun
+    from edgeport.quantization.layers import _TFLRun
 
     run = _TFLRun(float_bytes)
     by_tensor = {}
@@ -674,8 +674,8 @@ def search_tflite(src, calib_feeds: dict[str, np.ndarray], budget_feeds: dict[st
                   task: str | None = None, sensitivity_samples: int = 16, equalize: bool = True) -> BudgetResult:
     """The budget search for .tflite (Keras or torch Source): float .tflite -> ai-edge-quantizer static int8,
     per-op exclusions; every candidate measured with LiteRT."""
-    from edgeport.converters.common import bind_keys
-    from edgeport.edge.inspect import LayerNamer, _TFLRun, tflite_layer_rows
+    from edgeport.job import bind_keys
+    from edgeport.quantization.layers import LayerNamer, _TFLRun, tflite_layer_rows
 
     t0 = time.perf_counter()
     task = task or src.task

@@ -245,3 +245,14 @@ def _fill_parity(m: Manifest, page_rows: list[dict]) -> None:
     except EdgeportError as e:
         m.parity = {"status": "failed", "by": "browser", "error": one_line(e, 300)}
     m.write(m.folder)
+
+
+def _register() -> None:
+    import sys
+
+    from edgeport.registry import register_browser
+
+    register_browser("chromium", sys.modules[__name__])
+
+
+_register()
