@@ -152,7 +152,7 @@ def test_explicit_host_warns(art, capsys, monkeypatch):
 
     monkeypatch.setattr(s.ThreadingHTTPServer, "serve_forever", lambda self: None)
     assert s.serve(art, host="0.0.0.0", port=0) == 0
-    assert "WARNING: serving on 0.0.0.0" in capsys.readouterr().err
+    assert "WARNING: serving on http://0.0.0.0:" in capsys.readouterr().err
 
 
 def test_missing_chromium_is_a_clear_error(monkeypatch):
