@@ -12,8 +12,9 @@ import pytest
 pytestmark = pytest.mark.slow
 
 GOAL = 0.995
-# ONNX Runtime's dynamic quantization (uint8 per-tensor activations) reaches 0.993 on this model: its own bar.
-GOAL_BY_TARGET = {"onnx": 0.99}
+GOAL_BY_TARGET: dict[str, float] = {}
+# The word-embedding table is quantized too on .pte and .tflite; ONNX keeps its GELU-fed MatMuls float (0.37x).
+SIZE_BY_TARGET = {"pte": 0.35, "tflite": 0.35, "onnx": 0.40}
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +58,8 @@ def test_dynamic_int8_parity_at_conversion(minilm):
     assert {m.target for m in dyn} >= {"pte", "tflite"}
     for m in dyn:
         assert m.parity["outputs"][0]["cosine_mean"] >= GOAL_BY_TARGET.get(m.target, GOAL), m.name
-    # the word-embedding table is quantized too: dynamic-int8 is well under half of fp32
     for m in dyn:
-        assert m.total_bytes < 0.35 * ms[m.name.replace("dynamic-int8", "fp32")].total_bytes, m.name
+        assert m.total_bytes < SIZE_BY_TARGET[m.target] * ms[m.name.replace("dynamic-int8", "fp32")].total_bytes, m.name
 
 
 def test_cosine_goal_natively_and_in_chromium(minilm_report):
