@@ -29,13 +29,14 @@ def minilm(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def minilm_report(minilm, tmp_path_factory):
+def minilm_report(minilm, tmp_path_factory, browser):
     from edgeport.config import EvaluateOptions
     from edgeport.edge.evaluate import evaluate
 
     out, _ = minilm
     rep = tmp_path_factory.mktemp("minilm-report")
-    return evaluate([out], EvaluateOptions(threads=("1",)), out=rep, browser="chromium", quick=True)
+    # the session's Chromium: Playwright's sync API allows one driver per thread
+    return evaluate([out], EvaluateOptions(threads=("1",)), out=rep, browser=browser, quick=True)
 
 
 def test_manifest_records_the_text_preprocessing(minilm):
