@@ -94,7 +94,7 @@ def find_pairs(module, example: tuple) -> list[tuple[str, str, int]]:
         if prod is None:
             continue
         pf, pm = prod
-        if isinstance(pm, nn.Conv2d) and pm.groups != 1:
+        if _grouped(pm):
             continue
         cur, flat = n, 1
         while True:
@@ -110,7 +110,7 @@ def find_pairs(module, example: tuple) -> list[tuple[str, str, int]]:
                 if cons is None:
                     break
                 cf, cm = cons
-                if isinstance(cm, nn.Conv2d) and cm.groups != 1:
+                if _grouped(cm):
                     break
                 c_in = cm.in_channels if isinstance(cm, nn.Conv2d) else cm.in_features
                 p_out = pm.out_channels if isinstance(pm, nn.Conv2d) else pm.out_features
@@ -305,3 +305,10 @@ def smooth_scale_type():
 
 
 _SMOOTH = _smooth_scale_class()
+
+
+def _grouped(m) -> bool:
+    """A grouped (e.g. depthwise) convolution: its channels do not mix, so it cannot take part in equalization."""
+    from torch import nn
+
+    return isinstance(m, nn.Conv2d) and m.groups != 1
