@@ -155,21 +155,74 @@ def _signal_name(rc: int) -> str:
 
 
 def _run_worker(job: dict, folder: Path, timeout: float) -> list[dict] | dict:
-    jp = folder / f"job-{time.monotonic_ns()}.json"
-    job["result"] = str(jp.with_suffix(".out.json"))
-    jp.write_text(json.dumps(job))
+    """One job in a worker process of its own."""
+    return _run_workers([job], folder, timeout)[0]
+
+
+def _run_workers(jobs: list[dict], folder: Path, timeout: float, on_result=None) -> list[list[dict] | dict]:
+    """Measure ``jobs`` (artifacts of one runtime) in one worker process, in order, so that the runtime's import is
+    paid once (ExecuTorch's costs ~5 s). A crash or a hang past ``timeout`` seconds (per artifact) costs the artifact
+    it was on, which gets an error result; a fresh worker takes the rest. ``on_result(i, result)`` is called as each
+    lands. Returns the results in job order."""
+    stamp = time.monotonic_ns()
+    for k, job in enumerate(jobs):
+        job["result"] = str(folder / f"job-{stamp}-{k}.out.json")
+    results: dict[int, list[dict] | dict] = {}
+
+    def collect() -> bool:
+        new = False
+        for k, job in enumerate(jobs):
+            if k not in results and Path(job["result"]).is_file():
+                results[k] = json.loads(Path(job["result"]).read_text())
+                new = True
+                if on_result:
+                    on_result(k, results[k])
+        return new
+
+    n = 0
+    while len(results) < len(jobs):
+        n += 1
+        jp = folder / f"job-{stamp}-w{n}.json"
+        jp.write_text(json.dumps({"jobs": jobs}))
+        with tempfile.TemporaryFile() as err:
+            proc = subprocess.Popen([sys.executable, "-m", "edgeport.edge.worker", str(jp)], stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+            deadline, hung = time.monotonic() + timeout, False
+            while proc.poll() is None:
+                if collect():
+                    deadline = time.monotonic() + timeout
+                if time.monotonic() > deadline:
+                    hung = True
+                    _kill(proc)
+                    break
+                time.sleep(0.02)
+            collect()
+            err.seek(0)
+            tail = (err.read().decode("utf-8", "replace").strip().splitlines() or ["no output"])[-1]
+        if len(results) == len(jobs):
+            break
+        k = min(set(range(len(jobs))) - set(results))  # the artifact the worker was on
+        rc = proc.returncode
+        if hung:
+            results[k] = {"error": f"timed out after {timeout:g}s (runtime hung); raise --timeout or check the artifact"}
+        elif rc < 0:
+            results[k] = {"error": f"runtime crashed ({_signal_name(rc)}) on this artifact; re-convert it"}
+        else:
+            results[k] = {"error": f"worker failed (exit {rc}): {tail[:200]}"}
+        Path(jobs[k]["result"]).write_text(json.dumps(results[k]))  # so that the next worker skips it
+        if on_result:
+            on_result(k, results[k])
+    return [results[k] for k in range(len(jobs))]
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    import os
+
     try:
-        proc = subprocess.run([sys.executable, "-m", "edgeport.edge.worker", str(jp)], capture_output=True, text=True,
-                              timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:g}s (runtime hung); raise --timeout or check the artifact"}
-    if proc.returncode < 0:
-        return {"error": f"runtime crashed ({_signal_name(proc.returncode)}) on this artifact; re-convert it"}
-    out = Path(job["result"])
-    if proc.returncode != 0 or not out.is_file():
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"error": f"worker failed (exit {proc.returncode}): {tail[:200]}"}
-    return json.loads(out.read_text())
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
+    proc.wait()
 
 
 def _base_row(m: Manifest, mp, device: str = "local", **kw) -> Row:
@@ -209,34 +262,49 @@ def evaluate_native(paths, options: EvaluateOptions = EvaluateOptions(), *, veri
     report = Report(data=options.data or "each model's default data")
     manifests = read_manifests(paths, report)
     ctx = Context(workdir, options, sources=dict(sources or {}))
-    for i, m in enumerate(manifests, 1):
-        mp = m.path
+    slots: dict[int, list[Row]] = {}  # manifest index -> its rows, so that the report keeps the manifests' order
+    by_runtime: dict[str, list[tuple[int, Manifest, Prepared]]] = {}
+    for i, m in enumerate(manifests):
         try:
             prep = ctx.prepare(m, manifests)
         except EdgeportError as e:
-            report.rows.append(_base_row(m, mp, error=" ".join(str(e).split())))
+            slots[i] = [_base_row(m, m.path, error=" ".join(str(e).split()))]
             continue
         if prep.float_quality is not None:
             report.float_baseline[m.source["model"]] = prep.float_quality
         report.extra.setdefault("data_by_source", {})[m.source["model"]] = prep.data
         report.extra.setdefault("reference_by_source", {})[m.source["model"]] = prep.ref_note
-        t = get_target(m.target)
-        if not t.native:
-            continue  # measured by the browser evaluator; the caller adds a skipped row when there is none
-        _log(f"[{i}/{len(manifests)}] {m.name}: threads {','.join(map(str, threads))} ...")
-        job = {"manifest": str(mp), "data": str(prep.path), "reference": str(prep.ref_path) if prep.ref_path else None,
-               "threads": threads, "verify": verify, "warmup": options.warmup,
-               "min_runs": 20 if quick else options.min_runs, "min_seconds": 0.2 if quick else options.min_seconds}
-        res = _run_worker(job, workdir, options.timeout_s)
-        results = res if isinstance(res, list) else [{"threads": th, **res} for th in threads]
-        for r in results:
-            row = _base_row(m, mp, runtime=r.get("runtime", t.runtime), backend=r.get("backend", "-"), threads=r["threads"])
-            for k, v in _with_drop(r, prep).items():
-                if k in Row.__dataclass_fields__ and k not in ("threads", "runtime", "backend"):
-                    setattr(row, k, v)
-            report.rows.append(row)
-            if row.error:
-                _log(f"    error: {row.error}")
+        if get_target(m.target).native:  # else measured by the browser evaluator, or a skipped row from the caller
+            by_runtime.setdefault(m.target, []).append((i, m, prep))
+    done = 0
+    for target, items in by_runtime.items():
+        t = get_target(target)
+        jobs = [{"manifest": str(m.path), "data": str(prep.path), "reference": str(prep.ref_path) if prep.ref_path else None,
+                 "threads": threads, "verify": verify, "warmup": options.warmup,
+                 "min_runs": 20 if quick else options.min_runs, "min_seconds": 0.2 if quick else options.min_seconds}
+                for _, m, prep in items]
+        _log(f"{t.runtime}: {len(jobs)} artifact(s) at threads {','.join(map(str, threads))}, one worker ...")
+
+        def landed(k: int, res, items=items, t=t) -> None:
+            nonlocal done
+            i, m, prep = items[k]
+            done += 1
+            results = res if isinstance(res, list) else [{"threads": th, **res} for th in threads]
+            rows = slots[i] = []
+            for r in results:
+                row = _base_row(m, m.path, runtime=r.get("runtime", t.runtime), backend=r.get("backend", "-"),
+                                threads=r["threads"])
+                for k2, v in _with_drop(r, prep).items():
+                    if k2 in Row.__dataclass_fields__ and k2 not in ("threads", "runtime", "backend"):
+                        setattr(row, k2, v)
+                rows.append(row)
+            err = next((r.error for r in rows if r.error), None)
+            lat = ", ".join(f"{r.threads}t {r.latency_ms['p50']:.3g} ms" for r in rows if r.latency_ms)
+            _log(f"[{done}/{sum(map(len, by_runtime.values()))}] {m.name}: " + (f"error: {err}" if err else f"p50 {lat}"))
+
+        _run_workers(jobs, workdir, options.timeout_s, on_result=landed)
+    for i in sorted(slots):
+        report.rows.extend(slots[i])
     return report, manifests, ctx
 
 
@@ -266,7 +334,11 @@ def evaluate(paths: list[str | Path], options: EvaluateOptions = EvaluateOptions
             for m in web:
                 groups.setdefault(ctx.prepared[m.name].data, []).append(m)
             for spec, ms in groups.items():
-                rows, extra = evaluate_in_browser(ms, spec, ctx.score, quick=quick,
+                # the page's timing loop is the native one's: same warmup, minimum runs and minimum seconds
+                bench = {"softwareGl": options.software_gl} if quick else {
+                    "warmup": options.warmup, "minRuns": options.min_runs, "minMs": options.min_seconds * 1000,
+                    "softwareGl": options.software_gl}
+                rows, extra = evaluate_in_browser(ms, spec, ctx.score, quick=quick, bench=bench,
                                                   threads=list(dict.fromkeys(resolve_threads(t) for t in options.threads)),
                                                   browser=None if isinstance(browser, str) else browser)
                 report.merge(rows)

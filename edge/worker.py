@@ -1,6 +1,7 @@
-"""Measure one artifact at each thread count, in its own process. Writes one JSON list of row fields.
+"""Measure artifacts at each thread count, in a process of their own. Writes one JSON list of row fields per artifact.
 
-Run by the evaluator as ``python -m edgeport.edge.worker JOB.json``; a crash here costs one row, not the sweep.
+Run by the evaluator as ``python -m edgeport.edge.worker JOB.json``, one worker per runtime taking that runtime's
+artifacts in order; a crash here costs one row, not the sweep (the evaluator gives the rest to a fresh worker).
 The job names model-ready inputs (``in:<name>`` arrays, already preprocessed for this artifact), optional labels
 ``y`` and optional float-model outputs (``out:<name>``) to compare against.
 """
@@ -125,9 +126,8 @@ def measure_one(m, job: dict, feeds: dict, y, ref, threads: int) -> dict:
     return out
 
 
-def main() -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    job = json.loads(open(sys.argv[1]).read())
+def run_job(job: dict) -> None:
+    """Measure one job and write its result file (atomically: a file that exists is complete)."""
     from edgeport.errors import EdgeportError, one_line
 
     try:
@@ -136,8 +136,20 @@ def main() -> int:
         res = {"error": " ".join(str(e).split())}
     except Exception as e:  # a runtime raising on a bad artifact is a row, not a crash
         res = {"error": f"{type(e).__name__}: {one_line(e, 300)}"}
-    with open(job["result"], "w") as f:
+    tmp = job["result"] + ".part"
+    with open(tmp, "w") as f:
         json.dump(res, f)
+    os.replace(tmp, job["result"])
+
+
+def main() -> int:
+    """``JOB.json`` holds one job, or ``{"jobs": [...]}``: several artifacts of one runtime, measured in order in
+    this one process (the runtime's import is paid once). The evaluator restarts a fresh worker after a crash."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    spec = json.loads(open(sys.argv[1]).read())
+    for job in spec.get("jobs", [spec]):
+        if not os.path.exists(job["result"]):  # done by an earlier worker of this batch
+            run_job(job)
     return 0
 
 

@@ -18,9 +18,22 @@ _active: Path | None = None  # the log file while quiet() is active
 _shown: Path | None = None  # where the user will find it (the run's log is moved there at the end)
 
 
+_relay = None  # in a conversion worker: sends progress lines to the parent, which shows them
+
+
 def log(msg: str) -> None:
-    """One progress line, ``[edgeport] ...``, on the terminal's stderr (never into stdout tables)."""
+    """One progress line, ``[edgeport] ...``, on the terminal's stderr (never into stdout tables); in a conversion
+    worker, relayed to the parent process (whose terminal the user watches)."""
+    if _relay is not None:
+        _relay(msg)
+        return
     print(f"[edgeport] {msg}", file=_term or sys.stderr, flush=True)
+
+
+def relay_to(fn) -> None:
+    """Send :func:`log` lines to ``fn(msg)`` instead of the terminal (None: back to the terminal)."""
+    global _relay
+    _relay = fn
 
 
 def active_log() -> tuple[Path, Path] | None:

@@ -171,9 +171,10 @@ def convert(
         def finished(i: int, res: Manifest | Failure) -> None:
             results[i] = res
             if isinstance(res, Failure):
-                _log(f"    FAILED: {res.reason}")
+                _log(f"    {res.name}: FAILED: {res.reason}")
             else:
-                _log(f"    {res.total_bytes:,} B in {res.conversion.get('seconds', 0):.1f}s; parity: {parity_summary(res)}")
+                _log(f"    {res.name}: {res.total_bytes:,} B in {res.conversion.get('seconds', 0):.1f}s;"
+                     f" parity: {parity_summary(res)}")
                 if on_done:
                     on_done(res)
 
@@ -418,6 +419,8 @@ def _run_isolated(spec: str, load_kw: dict, shared: Shared, jobs, out: Path, run
                         pending.remove(i)
                         current, progressed = None, True
                         finished(i, res)
+                    elif ev["event"] == "note":
+                        _log(f"    {ev['text']}")
                     elif ev["event"] == "fatal":
                         fatal = ev
         finally:
@@ -471,6 +474,8 @@ def _worker_main() -> int:
         if p not in sys.path:
             sys.path.insert(0, p)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+    console.relay_to(lambda msg: emit(event="note", text=msg))  # progress of long jobs (a budget search) reaches the user
 
     def kind(e: BaseException) -> str | None:
         return type(e).__name__ if isinstance(e, EdgeportError) else None

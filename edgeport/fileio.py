@@ -123,8 +123,11 @@ class RunFolder:
         _, self.created = ensure_writable_dir(self.out, self.flag)
         self.removed = sweep_stale(self.out)
         self.dir = Path(tempfile.mkdtemp(prefix=".edgeport-run-", suffix=".part", dir=self.out))
-        self._lock = open(self.dir / "lock", "w")
+        # the lock appears under its name only once held, so that a concurrent run's sweep never takes it for a
+        # crashed run's (a folder with no lock yet is left alone for a minute)
+        self._lock = open(self.dir / "lock.new", "w")
         fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.replace(self.dir / "lock.new", self.dir / "lock")
         self.log.touch()
         return self
 

@@ -14,6 +14,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import threading
 from importlib.metadata import entry_points
 from typing import Any, Callable
 
@@ -51,6 +52,8 @@ _SOURCES: list[tuple[str, Callable]] = []  # (prefix or predicate name, loader)
 _DATASETS: dict[str, Callable] = {}
 _BROWSERS: dict[str, Any] = {}  # browser name -> module with evaluate_in_browser / browser_capabilities
 _loaded = False
+_loading = False
+_load_lock = threading.RLock()
 
 
 def register_target(name: str, *, suffix: str, runner: type | None, runtime: str, browser: str | None,
@@ -116,13 +119,20 @@ def browser_evaluator(name: str):
 
 
 def load_plugins() -> None:
-    """Import every plugin named in the ``edgeport.plugins`` entry point group (once)."""
-    global _loaded
+    """Import every plugin named in the ``edgeport.plugins`` entry point group (once). Thread-safe: another thread
+    waits until every plugin has registered; a plugin that looks something up while it loads gets what is there."""
+    global _loaded, _loading
     if _loaded:
         return
-    _loaded = True
-    for ep in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
-        ep.load()
+    with _load_lock:
+        if _loaded or _loading:  # done meanwhile, or a re-entrant call from a plugin being imported
+            return
+        _loading = True
+        try:
+            for ep in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
+                ep.load()
+        finally:
+            _loaded, _loading = True, False
 
 
 # ------------------------------------------------------------------------------------------------ lookups

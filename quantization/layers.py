@@ -315,10 +315,12 @@ class LayerNamer:
 
 
 def tflite_layer_rows(float_tflite: bytes, quant_tflite: bytes, samples: list[dict[str, np.ndarray]],
-                      namer: LayerNamer | None = None) -> list[dict]:
+                      namer: LayerNamer | None = None, ops_of: dict[str, list[str]] | None = None) -> list[dict]:
     """Per-layer rows for a quantized .tflite against the float .tflite it was made from (or made alike), on
     ``samples`` ({signature input key: (1, ...) array} each). Every op of the float model whose output tensor is
-    also in the quantized model is a candidate; rows are per source layer (its last op), worst first."""
+    also in the quantized model is a candidate; rows are per source layer (its last op), worst first. ``ops_of``,
+    when given, is filled with {layer: the scope of every float op of that layer} (ai-edge-quantizer's op scope: its
+    output tensor names, each followed by ';'), to exclude a whole layer from quantization."""
     f, q = _TFLRun(float_tflite), _TFLRun(quant_tflite)
     namer = namer or LayerNamer()
     common = {n for n in f.details if n in q.details and tuple(f.details[n]["shape"]) == tuple(q.details[n]["shape"])}
@@ -335,10 +337,12 @@ def tflite_layer_rows(float_tflite: bytes, quant_tflite: bytes, samples: list[di
         # output) or fused away
         consts = [f.by_index[i]["name"] for i in op["inputs"] if i >= 0 and i in f.by_index and i not in producer
                   and i not in graph_inputs]
-        for t in outs:
+        for j, t in enumerate(outs):
+            layer = namer.name(t) or next((x for x in map(namer.name, consts) if x), None) \
+                or f"({op['op_name'].lower()})"
+            if ops_of is not None and j == 0:
+                ops_of.setdefault(layer, []).append(f.op_scope(op))
             if t in common:
-                layer = namer.name(t) or next((x for x in map(namer.name, consts) if x), None) \
-                    or f"({op['op_name'].lower()})"
                 layer_of[t] = (layer, op["op_name"])
                 order.append(t)
     last: dict[str, str] = {}

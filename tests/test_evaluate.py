@@ -170,3 +170,54 @@ def test_data_of_the_wrong_shape_is_an_error_row(tmp_path, manifests):
     report = evaluate([tmp_path], EvaluateOptions(threads=("1",), data=str(tmp_path / "eval.npz")), quick=True)
     (row,) = report.rows
     assert "array 'image' has sample shape (32, 32, 1), but the model takes (28, 28, 1)" in row.error
+
+
+# ------------------------------------------------------------------------------------ one worker per runtime
+FAULT = """
+import os
+mode = os.environ.get("EDGEPORT_EVAL_FAULT")
+if mode:
+    import time
+
+    import edgeport.registry as reg
+
+    orig = reg.runner_for
+
+    def runner_for(target):
+        cls = orig(target)
+
+        class Faulty(cls):
+            def load(self):
+                what = dict(x.split("=") for x in mode.split(",")).get(self.m.name)
+                if what == "crash":
+                    import ctypes
+
+                    ctypes.string_at(0)  # SIGSEGV, as a broken runtime would
+                if what == "hang":
+                    time.sleep(3600)
+                return super().load()
+
+        return Faulty
+
+    reg.runner_for = runner_for
+"""
+
+
+def test_one_crash_or_hang_costs_one_artifact_of_a_shared_worker(tmp_path, manifests, monkeypatch):
+    """The artifacts of one runtime share a worker process; a segfault or a hang on one of them is that artifact's
+    error row, and the artifacts after it are measured by a fresh worker."""
+    names = ["simplecnn-keras.fp32.tflite", "simplecnn-keras.fp16.tflite", "simplecnn-keras.int8.tflite",
+             "simplecnn-torch.fp32.tflite", "simplecnn-torch.int8.tflite"]
+    _copy(manifests, names, tmp_path)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(FAULT)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("EDGEPORT_EVAL_FAULT", f"{names[1]}=crash,{names[3]}=hang")
+    report = evaluate([tmp_path], EvaluateOptions(threads=("1",), timeout_s=15), quick=True)
+    by = {r.artifact: r for r in report.rows}
+    assert [r.artifact for r in report.rows] == sorted(names)  # the manifests' order, whatever order results land in
+    assert by[names[1]].error.startswith("runtime crashed (SIGSEGV)"), by[names[1]].error
+    assert by[names[3]].error.startswith("timed out after 15s"), by[names[3]].error
+    for n in (names[0], names[2], names[4]):
+        assert by[n].error is None and by[n].accuracy > 0.97, (n, by[n].error)

@@ -13,7 +13,7 @@
 // Backends without a thread count (cpu, webgl, webgpu) are measured in the first pass only. The interactive page
 // itself runs the fastest setup available: the wasm backend, at every core, on the best build the browser takes.
 // Strings from manifests reach the DOM only as text (textContent), never as HTML.
-import { capabilities, errText, HARDWARE_CONCURRENCY, numel, sample, toBase64, toDtype, unpack } from './tensors.js';
+import { capabilities, errText, HARDWARE_CONCURRENCY, numel, sample, samples, toBase64, toDtype, unpack } from './tensors.js';
 import { tokenizerFromJson } from './wordpiece.js';
 
 const $ = (s) => document.querySelector(s);
@@ -24,7 +24,7 @@ const THREADS = PASS ? Math.max(1, Number(params.get('threads')) || 1) : HARDWAR
 // backend next; TF.js cpu (plain JS) last.
 const PREFERENCE = ['wasm', 'webgpu', 'webgl', 'cpu'];
 const state = {
-  config: { data: null, bench: { warmup: 10, minRuns: 100, minMs: 2000, maxRuns: 1000, threads: [1, 'all'] } },
+  config: { data: null, bench: { warmup: 10, minRuns: 100, minMs: 2000, maxRuns: 1000, threads: [1, 'all'], softwareGl: true } },
   manifests: [], adapters: new Map(), loaded: new Map(), predictions: {}, tokenizers: new Map(), busy: false,
   firstPredictionMs: null,
 };
@@ -371,7 +371,8 @@ async function runAll(mod, h, m, data) {
   if (missing.length) throw new Error(`the data lacks input(s) ${missing.join(', ')}`);
   const outs = {};
   for (const s of m.signature.outputs) outs[s.name] = new Float32Array(data.n * numel(s.shape));
-  for (let i = 0; i < data.n; i++) {
+  const start = await runBatched(mod, h, m, data, outs);
+  for (let i = start; i < data.n; i++) {
     const got = await mod.run(h, sample(data, i));
     for (const s of m.signature.outputs) {
       const per = numel(s.shape), z = got[s.name];
@@ -381,6 +382,37 @@ async function runAll(mod, h, m, data) {
     if (state.firstPredictionMs == null) state.firstPredictionMs = performance.now();  // since navigation start
   }
   return outs;
+}
+
+const BATCH = 64;
+
+/** The accuracy pass in batches of BATCH where the adapter can (runBatch) and the model takes a batch: the first
+ * batch's sample 0 must match a one-sample run of it (within 1e-4 relative), else every sample runs alone.
+ * Fills `outs`; returns how many samples it did (0 or data.n). Timing never uses this: latency is batch 1. */
+async function runBatched(mod, h, m, data, outs) {
+  if (!mod.runBatch || h.noBatch || data.n < 2) return 0;
+  try {
+    const one = await mod.run(h, sample(data, 0));
+    for (let i = 0; i < data.n; i += BATCH) {
+      const j = Math.min(data.n, i + BATCH), got = await mod.runBatch(h, samples(data, i, j), j - i);
+      for (const s of m.signature.outputs) {
+        const per = numel(s.shape), z = got[s.name];
+        if (!z || z.length !== per * (j - i)) throw new Error(`output ${s.name}: ${z ? z.length : 'no'} values for ${j - i} samples`);
+        if (i === 0) {
+          const ref = one[s.name];
+          let scale = 1e-6, diff = 0;
+          for (let k = 0; k < per; k++) { scale = Math.max(scale, Math.abs(ref[k])); diff = Math.max(diff, Math.abs(z[k] - ref[k])); }
+          if (diff > 1e-4 * scale) throw new Error(`batched output ${s.name} differs from one sample's by ${diff}`);
+        }
+        outs[s.name].set(z, i * per);
+      }
+      if (state.firstPredictionMs == null) state.firstPredictionMs = performance.now();
+    }
+    return data.n;
+  } catch (e) {
+    h.noBatch = true;  // this model takes one sample at a time
+    return 0;
+  }
 }
 
 const b64Outputs = (outs) => Object.fromEntries(Object.entries(outs).map(([k, v]) => [k, toBase64(v)]));
@@ -484,7 +516,10 @@ async function runPass(opts, only, first, post) {
       else {
         const setup = setupOf(a, b);
         if (setup.error) row = { ...baseRow(m, a, b, threads), skipped: `${THREADS} thread(s) unavailable here: ${setup.error}` };
-        else row = await benchOne(m, a, b, data, probe, opts, setup);
+        else if (setup.software && opts.softwareGl === false) {
+          row = { ...baseRow(m, a, b, threads), build: setup.build,
+            skipped: `${b} is ${setup.build} here: not a deployment target; edgeport evaluate --browser chromium measures it` };
+        } else row = await benchOne(m, a, b, data, probe, opts, setup);
       }
       rows.push(row);
       post({ type: 'row', row });

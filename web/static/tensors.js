@@ -96,6 +96,16 @@ export function unpack(buf) {
 }
 
 /** Sample i of every tensor (a view, no copy): {name: TypedArray}. */
+/** Samples [i, j) of a packed set: {input name: typed array of (j - i) samples, concatenated}. */
+export function samples(packed, i, j) {
+  const out = {};
+  for (const [k, t] of Object.entries(packed.tensors)) {
+    const per = t.data.length / packed.n;
+    out[k] = t.data.subarray(i * per, j * per);
+  }
+  return out;
+}
+
 export function sample(packed, i) {
   const out = {};
   for (const [k, t] of Object.entries(packed.tensors)) {

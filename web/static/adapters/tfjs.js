@@ -70,7 +70,8 @@ export function setup(backend) {
   if (backend === 'cpu') return { threads: 1, build: 'plain JS kernels' };
   if (backend === 'webgl') {
     const r = webglRenderer() || 'unknown renderer';
-    return { threads: null, build: softwareGl(r) ? `software GL (${/swiftshader/i.test(r) ? 'SwiftShader' : r})` : `GL: ${r}` };
+    const soft = !!softwareGl(r);
+    return { threads: null, software: soft, build: soft ? `software GL (${/swiftshader/i.test(r) ? 'SwiftShader' : r})` : `GL: ${r}` };
   }
   return { threads: null, build: backend };
 }
@@ -118,6 +119,15 @@ export async function run(h, feeds) {
     for (const t of Object.values(named)) t.dispose();
     if (outs) for (const t of outs) t.dispose();
   }
+}
+
+/** `n` samples in one call (feeds: {input name: n samples, concatenated}), for the accuracy pass: a graph model's
+ * batch dimension is often free even when the manifest says 1. The page checks the answer against one-sample
+ * runs and falls back to those when the model refuses a batch. */
+export async function runBatch(h, feeds, n) {
+  const shaped = { ...h, inputs: h.inputs.map((s) => ({ ...s, shape: [n, ...s.shape.slice(1)] })),
+    outputs: h.outputs.map((s) => ({ ...s, shape: [n, ...s.shape.slice(1)] })) };
+  return run(shaped, feeds);
 }
 
 export function dispose(h) {
