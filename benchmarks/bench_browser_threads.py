@@ -1,6 +1,8 @@
 """Browser speed as a site would ship it (issue 12): MobileNetV2 fp32 and int8 .tflite in LiteRT.js's threaded wasm
 build (relaxed SIMD + pthreads, cross-origin isolated page) at 1 and 2 threads, against the native LiteRT
-interpreter (XNNPACK) at the same thread counts: p50 of each and browser p50 / native p50.
+interpreter (XNNPACK) at the same thread counts: p50 of each and browser p50 / native p50. Two MobileNetV2s, each
+through edgeport's own converter: PyTorch (benchmarks/mobilenet.py, litert-torch) and Keras (tf.keras.applications,
+TFLiteConverter).
 
 Goal: browser int8 at 2 threads within 4x of native int8 at 2 threads (3x ideal). Native runs in the evaluator's
 worker process; the browser runs the page's benchmark mode in headless Chromium (one pass per thread count, each in

@@ -120,8 +120,11 @@ class SearchLog(list):
     def append(self, e: dict) -> None:
         super().append(e)
         how = [f"{e['equalization']} equalization"] if e.get("equalization") not in (None, "none") else []
+        if e.get("policy"):
+            how.append(e["policy"])
         n = len(e.get("float_layers") or [])
-        how.append(f"{n} layer(s) float" if n else "every layer int8")
+        if n or not e.get("policy"):
+            how.append(f"{n} layer(s) float" if n else "every layer int8")
         if e.get("runtime"):
             how.append(f"measured with {e['runtime']}")
         _log(f"{self.what}: {', '.join(how)}: {self.g.metric} {e['value']:.4g}"
@@ -415,6 +418,27 @@ def _prefix_search(order: list[str], evaluate: Callable[[list[str]], dict], g: G
     return hi, results[hi]
 
 
+def _give_back(chosen: list, weight_bytes: Callable[[Any], int], evaluate: Callable[[list], dict], g: Goal,
+               log: list, tries: int = 4, min_share: float = 0.02) -> tuple[list, dict | None]:
+    """After the prefix search: the chosen float layers that hold the most weight bytes (at least ``min_share`` of
+    all of them), biggest first, are tried back in int8 one at a time (at most ``tries``), and stay int8 when the
+    budget still holds. The ranking orders layers by the SNR they lose, not by their bytes: a transformer's
+    embedding table can rank first and alone hold a third of the model. -> (the float layers, the last result that
+    met the budget, or None when nothing came back)."""
+    sizes = {i: weight_bytes(c) for i, c in enumerate(chosen)}
+    total = sum(sizes.values()) or 1
+    keep, last = list(range(len(chosen))), None
+    for i in sorted((i for i in sizes if sizes[i] >= min_share * total), key=lambda i: -sizes[i])[:tries]:
+        trial = [chosen[j] for j in keep if j != i]
+        r = evaluate(trial)
+        log.append({"float_layers": [c if isinstance(c, str) else c[0] for c in trial], "value": r["value"],
+                    "meets": r["meets"], "policy": "one big layer back in int8"})
+        if r["meets"]:
+            keep.remove(i)
+            last = r
+    return [chosen[j] for j in keep], last
+
+
 def _lower(converted, example: tuple, embeddings: bool = False):
     import torch
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
@@ -561,6 +585,11 @@ def _search_pte(module, example, calib, budget_feeds, *, task, budget, input_nam
             raise _budget_error(g, log, t0)
         k, res = found
         float_layers = order[:k]
+        mods = dict(model.named_modules())
+        float_layers, back = _give_back(
+            float_layers, lambda lay: sum(p.numel() * p.element_size() for p in mods[lay].parameters()) if lay in mods else 0,
+            lambda fl: evaluate(prep, fl), g, log)
+        res = back or res
     # The chosen candidate, prepared with the quantizer's filter (calibration statistics copied), lowered and
     # measured with the real runtime; the next layer is added if it misses.
     while True:
@@ -661,8 +690,9 @@ def _aeq_quantize(float_bytes: bytes, calib_result, excluded_scopes: list[str]) 
     rm = recipe_manager.RecipeManager()
     rm.add_static_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, activation_num_bits=8,
                          weight_num_bits=8, algorithm_key=algorithm_manager.AlgorithmName.MIN_MAX_UNIFORM_QUANT)
-    for s in excluded_scopes:
-        rm.add_quantization_config(regex="^" + re.escape(s) + "$", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+    if excluded_scopes:  # one rule for all of them: ai-edge-quantizer matches every rule against every op
+        rm.add_quantization_config(regex="^(" + "|".join(map(re.escape, dict.fromkeys(excluded_scopes))) + ")$",
+                                   operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
                                    algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
     q = aeq.Quantizer(bytes(float_bytes))
     q.load_quantization_recipe(rm.get_quantization_recipe())
@@ -724,6 +754,38 @@ def _tflite_candidates(rows: list[dict], ops_of: dict[str, list[str]]) -> list[t
     return ranked + [(lay, scopes) for lay, scopes in ops_of.items() if lay not in seen]
 
 
+def _weight_bytes_by_scope(float_bytes: bytes) -> dict[str, int]:
+    """{op scope: bytes of its constant inputs} of a float .tflite."""
+    from edgeport.quantization.layers import _TFLRun
+
+    run = _TFLRun(float_bytes)
+    produced = {i for op in run.ops for i in op["outputs"]}
+    graph_in = {d["index"] for d in run.inputs.values()}
+    out = {}
+    for op in run.ops:
+        out[run.op_scope(op)] = sum(int(np.prod(run.by_index[i]["shape"])) * np.dtype(run.by_index[i]["dtype"]).itemsize
+                                    for i in op["inputs"] if i >= 0 and i not in produced and i not in graph_in
+                                    and i in run.by_index)
+    return out
+
+
+def _weightless_scopes(float_bytes: bytes, min_weight: int = 64) -> list[str]:
+    """Op scopes of the float .tflite's ops that take no weight (no constant input of ``min_weight`` elements or
+    more: a scalar such as LayerNorm's epsilon is not a weight)."""
+    from edgeport.quantization.layers import _TFLRun
+
+    run = _TFLRun(float_bytes)
+    produced = {i for op in run.ops for i in op["outputs"]}
+    graph_in = {d["index"] for d in run.inputs.values()}
+    out = []
+    for op in run.ops:
+        weights = [i for i in op["inputs"] if i >= 0 and i not in produced and i not in graph_in and i in run.by_index
+                   and int(np.prod(run.by_index[i]["shape"])) >= min_weight]
+        if not weights:
+            out.append(run.op_scope(op))
+    return out
+
+
 def search_tflite(src, calib_feeds: dict[str, np.ndarray], budget_feeds: dict[str, np.ndarray], *, budget: Any,
                   task: str | None = None, sensitivity_samples: int = 16, equalize: bool = True) -> BudgetResult:
     """The budget search for .tflite (Keras or torch Source): float .tflite -> ai-edge-quantizer static int8,
@@ -774,6 +836,19 @@ def search_tflite(src, calib_feeds: dict[str, np.ndarray], budget_feeds: dict[st
     eqf, fb, cres, keys, res, qbytes = best
     float_layers: list[str] = []
     excluded: list[str] = []
+    base: list[str] = []  # op scopes kept float before any layer is
+    if not res["meets"]:
+        # ai-edge-quantizer quantizes every op, a transformer's LayerNorm arithmetic (MEAN, RSQRT, ...), softmax and
+        # attention-mask ops included, which int8 cannot carry. Keeping the ops without weights float costs no bytes
+        # (every weight stays int8): tried before any layer is kept float, and kept when it helps.
+        light = _weightless_scopes(fb)
+        if light:
+            lb = _aeq_quantize(fb, cres, light)
+            r2 = score(g, ref, _run_tflite(lb, feeds, names, out_names), y)
+            log.append({"policy": f"ops without weights float ({len(light)} ops)", "float_layers": [],
+                        "value": r2["value"], "meets": r2["meets"]})
+            if r2["meets"] or g.better(r2["value"], res["value"]):
+                base, res, qbytes = light, r2, lb
     if not res["meets"]:
         samples = [{k: feeds[n][i:i + 1] for n, k in zip(names, keys)}
                    for i in range(min(sensitivity_samples, len(next(iter(feeds.values())))))]
@@ -784,7 +859,7 @@ def search_tflite(src, calib_feeds: dict[str, np.ndarray], budget_feeds: dict[st
         cache: dict = {}
 
         def evaluate(prefix):
-            scopes = [s for _, ss in prefix for s in ss]
+            scopes = list(dict.fromkeys(base + [s for _, ss in prefix for s in ss]))
             data = _aeq_quantize(fb, cres, scopes)
             r = score(g, ref, _run_tflite(data, feeds, names, out_names), y)
             cache[len(prefix)] = data
@@ -794,13 +869,19 @@ def search_tflite(src, calib_feeds: dict[str, np.ndarray], budget_feeds: dict[st
         if found is None:
             raise _budget_error(g, log, t0)
         k, res = found
-        float_layers = [lay for lay, _ in order[:k]]
-        excluded = [s for _, ss in order[:k] for s in ss]
+        wbytes = _weight_bytes_by_scope(fb)
+        chosen, back = _give_back(order[:k], lambda c: sum(wbytes.get(sc, 0) for sc in c[1]), evaluate, g, log)
+        res = back or res
+        float_layers = [lay for lay, _ in chosen]
+        excluded = list(dict.fromkeys(base + [s for _, ss in chosen for s in ss]))
         qbytes = _aeq_quantize(fb, cres, excluded)
+    elif base:
+        excluded = base
     facts = {"scheme": "ai-edge-quantizer static int8 (MIN_MAX_UNIFORM_QUANT)", "calibration_samples": ncal,
              "activations": "static int8 (per-tensor, asymmetric)", "weights": "int8 per channel, symmetric",
              "budget": {"metric": g.metric, "threshold": g.threshold, "rows": int(len(next(iter(feeds.values()))))},
              "equalization": eqf, "float_layers": float_layers, "float_ops": excluded,
+             "policy": "ops without weights kept float" if base else None,
              "measured": {k: v for k, v in res.items() if k != "meets"}, "plain_int8": plain["value"],
              "measured_by": "ai-edge-litert", "search": list(log), "search_seconds": round(time.perf_counter() - t0, 2),
              "bytes": len(qbytes), "float_bytes": len(fb)}
