@@ -37,9 +37,11 @@ def run_demo(out: str = ".", serve: bool = True, port: int = 8765, browser: bool
     t_convert = time.perf_counter() - t0
     print(artifact_table(manifests))
     # Timing: at least 100 runs and 0.5 s per artifact and thread count (up to 1,000 runs), natively and in the page;
-    # WebGL rendered in software (SwiftShader on a machine without a GPU) is a skipped row, not a deployment figure.
-    # `edgeport evaluate` keeps 2 s for slower models and measures every backend.
-    report = evaluate([art], EvaluateOptions(min_seconds=0.5, software_gl=False), browser="chromium" if browser else None)
+    # Fallback backends (WebGL rendered in software by SwiftShader where there is no GPU, TF.js's plain-JS cpu
+    # kernels) are skipped rows, not deployment figures. `edgeport evaluate` keeps 2 s for slower models and measures
+    # every backend.
+    report = evaluate([art], EvaluateOptions(min_seconds=0.5, fallback_backends=False),
+                      browser="chromium" if browser else None)
     budget = report.budget
     report.extra.update({"demo_wall_s": round(time.perf_counter() - t0, 1), "convert_s": round(t_convert, 1)})
     report.write(rep)

@@ -335,9 +335,9 @@ def evaluate(paths: list[str | Path], options: EvaluateOptions = EvaluateOptions
                 groups.setdefault(ctx.prepared[m.name].data, []).append(m)
             for spec, ms in groups.items():
                 # the page's timing loop is the native one's: same warmup, minimum runs and minimum seconds
-                bench = {"softwareGl": options.software_gl} if quick else {
+                bench = {"fallbacks": options.fallback_backends} if quick else {
                     "warmup": options.warmup, "minRuns": options.min_runs, "minMs": options.min_seconds * 1000,
-                    "softwareGl": options.software_gl}
+                    "fallbacks": options.fallback_backends}
                 rows, extra = evaluate_in_browser(ms, spec, ctx.score, quick=quick, bench=bench,
                                                   threads=list(dict.fromkeys(resolve_threads(t) for t in options.threads)),
                                                   browser=None if isinstance(browser, str) else browser)

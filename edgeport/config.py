@@ -46,8 +46,9 @@ class EvaluateOptions:
     warmup: int = defaults.WARMUP_RUNS
     min_runs: int = defaults.MIN_TIMED_RUNS
     min_seconds: float = defaults.MIN_TIMED_SECONDS
-    # In the browser: measure WebGL also when it renders in software (SwiftShader); False gives a skipped row.
-    software_gl: bool = True
+    # In the browser: also measure fallback backends (WebGL rendered in software, TF.js's plain-JS cpu kernels);
+    # False gives each a skipped row saying so.
+    fallback_backends: bool = True
 
     def __post_init__(self):
         for t in self.threads:

@@ -57,9 +57,11 @@ TYPES = {".wasm": "application/wasm", ".json": "application/json", ".js": "text/
 # The page's steady-state timing loop: `warmup` runs, then at least `minRuns` runs and `minMs` ms, at most `maxRuns`;
 # once per thread count of `threads` (the evaluator passes its --threads, resolved, so that the browser rows sit at
 # the native rows' thread counts).
-# softwareGl: measure WebGL when the browser renders it in software (SwiftShader, llvmpipe); False: a skipped row
-BENCH_DEFAULT = {"warmup": 10, "minRuns": 100, "minMs": 2000, "maxRuns": 1000, "threads": [1, "all"], "softwareGl": True}
-BENCH_QUICK = {"warmup": 3, "minRuns": 20, "minMs": 200, "maxRuns": 1000, "threads": [1, "all"], "softwareGl": True}
+# fallbacks: also measure the backends no site would ship where a better one runs (WebGL rendered in software by
+# SwiftShader or llvmpipe, TF.js's plain-JS cpu kernels); False: a skipped row saying so (an adapter's setup() marks
+# them with fallback: true)
+BENCH_DEFAULT = {"warmup": 10, "minRuns": 100, "minMs": 2000, "maxRuns": 1000, "threads": [1, "all"], "fallbacks": True}
+BENCH_QUICK = {"warmup": 3, "minRuns": 20, "minMs": 200, "maxRuns": 1000, "threads": [1, "all"], "fallbacks": True}
 PACKED_TYPE = "application/octet-stream"
 _NAME = re.compile(r"^[^/\\\x00]+$")
 

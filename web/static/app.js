@@ -24,7 +24,7 @@ const THREADS = PASS ? Math.max(1, Number(params.get('threads')) || 1) : HARDWAR
 // backend next; TF.js cpu (plain JS) last.
 const PREFERENCE = ['wasm', 'webgpu', 'webgl', 'cpu'];
 const state = {
-  config: { data: null, bench: { warmup: 10, minRuns: 100, minMs: 2000, maxRuns: 1000, threads: [1, 'all'], softwareGl: true } },
+  config: { data: null, bench: { warmup: 10, minRuns: 100, minMs: 2000, maxRuns: 1000, threads: [1, 'all'], fallbacks: true } },
   manifests: [], adapters: new Map(), loaded: new Map(), predictions: {}, tokenizers: new Map(), busy: false,
   firstPredictionMs: null,
 };
@@ -516,9 +516,9 @@ async function runPass(opts, only, first, post) {
       else {
         const setup = setupOf(a, b);
         if (setup.error) row = { ...baseRow(m, a, b, threads), skipped: `${THREADS} thread(s) unavailable here: ${setup.error}` };
-        else if (setup.software && opts.softwareGl === false) {
+        else if (setup.fallback && opts.fallbacks === false) {
           row = { ...baseRow(m, a, b, threads), build: setup.build,
-            skipped: `${b} is ${setup.build} here: not a deployment target; edgeport evaluate --browser chromium measures it` };
+            skipped: `${b} is ${setup.build} here, a fallback, not a deployment target; edgeport evaluate --browser chromium measures it` };
         } else row = await benchOne(m, a, b, data, probe, opts, setup);
       }
       rows.push(row);

@@ -67,11 +67,11 @@ export function setup(backend) {
     if (got !== wanted) throw new Error(`${wanted} threads asked for, XNNPACK got ${got} (${build})`);
     return { threads: got, build };
   }
-  if (backend === 'cpu') return { threads: 1, build: 'plain JS kernels' };
+  if (backend === 'cpu') return { threads: 1, build: 'plain JS kernels', fallback: true };
   if (backend === 'webgl') {
     const r = webglRenderer() || 'unknown renderer';
     const soft = !!softwareGl(r);
-    return { threads: null, software: soft, build: soft ? `software GL (${/swiftshader/i.test(r) ? 'SwiftShader' : r})` : `GL: ${r}` };
+    return { threads: null, fallback: soft, build: soft ? `software GL (${/swiftshader/i.test(r) ? 'SwiftShader' : r})` : `GL: ${r}` };
   }
   return { threads: null, build: backend };
 }
