@@ -159,11 +159,48 @@ def _run_worker(job: dict, folder: Path, timeout: float) -> list[dict] | dict:
     return _run_workers([job], folder, timeout)[0]
 
 
-def _run_workers(jobs: list[dict], folder: Path, timeout: float, on_result=None) -> list[list[dict] | dict]:
+class _Worker:
+    """A worker process started ahead of its turn: it imports its runtime at once (while the evaluator prepares data
+    or another runtime's worker starts) and measures only when :meth:`go` hands it its jobs, so that imports overlap
+    but measurements never do."""
+
+    def __init__(self, folder: Path, target: str | None):
+        self.tag = folder / f"worker-{time.monotonic_ns()}"
+        self.err = tempfile.TemporaryFile()
+        spec = {"target": target, "go": str(self.tag) + ".go", "jobs_file": str(self.tag) + ".jobs.json",
+                "ready": str(self.tag) + ".ready"}
+        Path(str(self.tag) + ".json").write_text(json.dumps(spec))
+        self.proc = subprocess.Popen([sys.executable, "-m", "edgeport.edge.worker", str(self.tag) + ".json"],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.err,
+                                     start_new_session=True)
+
+    def wait_ready(self, timeout: float) -> None:
+        """Until the runtime is imported (or the worker is gone, or ``timeout`` s): no import runs beside a
+        measurement."""
+        deadline = time.monotonic() + timeout
+        while not Path(str(self.tag) + ".ready").exists() and self.proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def go(self, jobs: list[dict]) -> None:
+        Path(str(self.tag) + ".jobs.json").write_text(json.dumps({"jobs": jobs}))
+        Path(str(self.tag) + ".go").touch()
+
+    def tail(self) -> str:
+        self.err.seek(0)
+        return (self.err.read().decode("utf-8", "replace").strip().splitlines() or ["no output"])[-1]
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            _kill(self.proc)
+        self.err.close()
+
+
+def _run_workers(jobs: list[dict], folder: Path, timeout: float, on_result=None,
+                 worker: _Worker | None = None) -> list[list[dict] | dict]:
     """Measure ``jobs`` (artifacts of one runtime) in one worker process, in order, so that the runtime's import is
-    paid once (ExecuTorch's costs ~5 s). A crash or a hang past ``timeout`` seconds (per artifact) costs the artifact
-    it was on, which gets an error result; a fresh worker takes the rest. ``on_result(i, result)`` is called as each
-    lands. Returns the results in job order."""
+    paid once (ExecuTorch's costs ~5 s); ``worker``: one already started for this runtime. A crash or a hang past
+    ``timeout`` seconds (per artifact) costs the artifact it was on, which gets an error result; a fresh worker takes
+    the rest. ``on_result(i, result)`` is called as each lands. Returns the results in job order."""
     stamp = time.monotonic_ns()
     for k, job in enumerate(jobs):
         job["result"] = str(folder / f"job-{stamp}-{k}.out.json")
@@ -179,30 +216,27 @@ def _run_workers(jobs: list[dict], folder: Path, timeout: float, on_result=None)
                     on_result(k, results[k])
         return new
 
-    n = 0
     while len(results) < len(jobs):
-        n += 1
-        jp = folder / f"job-{stamp}-w{n}.json"
-        jp.write_text(json.dumps({"jobs": jobs}))
-        with tempfile.TemporaryFile() as err:
-            proc = subprocess.Popen([sys.executable, "-m", "edgeport.edge.worker", str(jp)], stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+        w, worker = worker or _Worker(folder, None), None
+        try:
+            w.go(jobs)
             deadline, hung = time.monotonic() + timeout, False
-            while proc.poll() is None:
+            while w.proc.poll() is None:
                 if collect():
                     deadline = time.monotonic() + timeout
                 if time.monotonic() > deadline:
                     hung = True
-                    _kill(proc)
+                    _kill(w.proc)
                     break
                 time.sleep(0.02)
             collect()
-            err.seek(0)
-            tail = (err.read().decode("utf-8", "replace").strip().splitlines() or ["no output"])[-1]
+            tail = w.tail()
+        finally:
+            w.close()
         if len(results) == len(jobs):
             break
         k = min(set(range(len(jobs))) - set(results))  # the artifact the worker was on
-        rc = proc.returncode
+        rc = w.proc.returncode
         if hung:
             results[k] = {"error": f"timed out after {timeout:g}s (runtime hung); raise --timeout or check the artifact"}
         elif rc < 0:
@@ -261,6 +295,20 @@ def evaluate_native(paths, options: EvaluateOptions = EvaluateOptions(), *, veri
     threads = list(dict.fromkeys(resolve_threads(t) for t in options.threads))
     report = Report(data=options.data or "each model's default data")
     manifests = read_manifests(paths, report)
+    # One worker per native runtime, started now: each imports its runtime while the data and the float references
+    # are prepared, then waits for its turn.
+    workers: dict[str, _Worker] = {}
+    for m in manifests:
+        if m.target not in workers and get_target(m.target).native:
+            workers[m.target] = _Worker(workdir, m.target)
+    try:
+        return _evaluate_native(manifests, report, threads, options, verify, quick, sources, workdir, workers)
+    finally:
+        for w in workers.values():
+            w.close()
+
+
+def _evaluate_native(manifests, report, threads, options, verify, quick, sources, workdir, workers):
     ctx = Context(workdir, options, sources=dict(sources or {}))
     slots: dict[int, list[Row]] = {}  # manifest index -> its rows, so that the report keeps the manifests' order
     by_runtime: dict[str, list[tuple[int, Manifest, Prepared]]] = {}
@@ -277,6 +325,8 @@ def evaluate_native(paths, options: EvaluateOptions = EvaluateOptions(), *, veri
         if get_target(m.target).native:  # else measured by the browser evaluator, or a skipped row from the caller
             by_runtime.setdefault(m.target, []).append((i, m, prep))
     done = 0
+    for w in workers.values():
+        w.wait_ready(options.timeout_s)
     for target, items in by_runtime.items():
         t = get_target(target)
         jobs = [{"manifest": str(m.path), "data": str(prep.path), "reference": str(prep.ref_path) if prep.ref_path else None,
@@ -302,7 +352,7 @@ def evaluate_native(paths, options: EvaluateOptions = EvaluateOptions(), *, veri
             lat = ", ".join(f"{r.threads}t {r.latency_ms['p50']:.3g} ms" for r in rows if r.latency_ms)
             _log(f"[{done}/{sum(map(len, by_runtime.values()))}] {m.name}: " + (f"error: {err}" if err else f"p50 {lat}"))
 
-        _run_workers(jobs, workdir, options.timeout_s, on_result=landed)
+        _run_workers(jobs, workdir, options.timeout_s, on_result=landed, worker=workers.pop(target, None))
     for i in sorted(slots):
         report.rows.extend(slots[i])
     return report, manifests, ctx
