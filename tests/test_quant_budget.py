@@ -223,3 +223,34 @@ def test_cli_budget_and_inspect(tmp_path, capsys):
     rows = _json.loads(capsys.readouterr().out)
     assert rows and {"layer", "snr_db", "cosine", "max_abs_err"} <= set(rows[0])
     assert any(r["layer"].startswith(("conv2d", "dense", "(fully_connected)")) for r in rows)
+
+
+def test_best_within_budget_prefers_the_budgeted_artifact(outlier_source, digits_nchw, tmp_path):
+    """The report's "best within budget" pick, on real ExecuTorch rows: plain int8 of the outlier CNN is out of
+    budget, so the pick is the budgeted int8 (smaller than fp32), never the plain one and never fp32."""
+    import copy
+    import dataclasses
+
+    from edgeport.config import ConvertOptions, EvaluateOptions
+    from edgeport.convert import convert
+    from edgeport.edge.evaluate import evaluate
+    from edgeport.report import Budget
+
+    xc, xh, yh = digits_nchw
+    np.savez(tmp_path / "calib.npz", x=xc)
+    np.savez(tmp_path / "heldout.npz", x=xh, y=yh)
+    out = tmp_path / "art"
+    base = ConvertOptions(calib=str(tmp_path / "calib.npz"), data=str(tmp_path / "heldout.npz"))
+    plain, budgeted = copy.copy(outlier_source), copy.copy(outlier_source)
+    plain.name, budgeted.name = "outlier", "budgeted"  # two names for one model (a Source carries its own)
+    convert(plain, ["pte"], ["fp32", "int8"], out, base)
+    convert(budgeted, ["pte"], ["int8"], out, dataclasses.replace(base, budget=Budget(max_drop_pp=BUDGET_PP)))
+    report = evaluate([out], EvaluateOptions(threads=("1",), data=str(tmp_path / "heldout.npz"),
+                                             budget=Budget(max_drop_pp=BUDGET_PP)), quick=True)
+    by = {r.artifact: r for r in report.rows}
+    assert by["outlier.int8.pte"].accuracy_drop_pp > BUDGET_PP  # plain int8 collapses (held-out digits)
+    assert by["budgeted.int8.pte"].accuracy_drop_pp <= BUDGET_PP
+    assert by["budgeted.int8.pte"].bytes < 0.6 * by["outlier.fp32.pte"].bytes
+    (best,) = report.best_per_target().values()
+    assert best.artifact == "budgeted.int8.pte", best.artifact
+    assert report.picks()[best.source]["smallest"].artifact == "budgeted.int8.pte"
