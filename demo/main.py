@@ -36,7 +36,7 @@ def run_demo(out: str = ".", serve: bool = True, port: int = 8765, browser: bool
     manifests = [m for ms in done for m in ms]
     t_convert = time.perf_counter() - t0
     print(artifact_table(manifests))
-    # Timing: at least 100 runs and 0.5 s per artifact and thread count (up to 1,000 runs), natively and in the page;
+    # Timing: at least 100 runs and 0.5 s per artifact and thread count (up to 1,000 runs), natively and in the page.
     # Fallback backends (WebGL rendered in software by SwiftShader where there is no GPU, TF.js's plain-JS cpu
     # kernels) are skipped rows, not deployment figures. `edgeport evaluate` keeps 2 s for slower models and measures
     # every backend.

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import signal
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from edgeport.console import log as _log
 from edgeport.errors import EdgeportError, InputError, one_line
 from edgeport.manifest import Manifest, find_manifests
 from edgeport.metrics import float_quality, task_metrics
+from edgeport.procs import kill_group, signal_name
 from edgeport.registry import get_target, targets
 from edgeport.report import Report, Row
 from edgeport.runtime import resolve_threads
@@ -147,13 +147,6 @@ def _with_drop(fields: dict, prep: Prepared) -> dict:
     return fields
 
 
-def _signal_name(rc: int) -> str:
-    try:
-        return signal.Signals(-rc).name
-    except ValueError:
-        return f"signal {-rc}"
-
-
 def _run_worker(job: dict, folder: Path, timeout: float) -> list[dict] | dict:
     """One job in a worker process of its own."""
     return _run_workers([job], folder, timeout)[0]
@@ -190,8 +183,7 @@ class _Worker:
         return (self.err.read().decode("utf-8", "replace").strip().splitlines() or ["no output"])[-1]
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            _kill(self.proc)
+        kill_group(self.proc)
         self.err.close()
 
 
@@ -226,7 +218,7 @@ def _run_workers(jobs: list[dict], folder: Path, timeout: float, on_result=None,
                     deadline = time.monotonic() + timeout
                 if time.monotonic() > deadline:
                     hung = True
-                    _kill(w.proc)
+                    kill_group(w.proc)
                     break
                 time.sleep(0.02)
             collect()
@@ -240,23 +232,13 @@ def _run_workers(jobs: list[dict], folder: Path, timeout: float, on_result=None,
         if hung:
             results[k] = {"error": f"timed out after {timeout:g}s (runtime hung); raise --timeout or check the artifact"}
         elif rc < 0:
-            results[k] = {"error": f"runtime crashed ({_signal_name(rc)}) on this artifact; re-convert it"}
+            results[k] = {"error": f"runtime crashed ({signal_name(rc)}) on this artifact; re-convert it"}
         else:
             results[k] = {"error": f"worker failed (exit {rc}): {tail[:200]}"}
         Path(jobs[k]["result"]).write_text(json.dumps(results[k]))  # so that the next worker skips it
         if on_result:
             on_result(k, results[k])
     return [results[k] for k in range(len(jobs))]
-
-
-def _kill(proc: subprocess.Popen) -> None:
-    import os
-
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        proc.kill()
-    proc.wait()
 
 
 def _base_row(m: Manifest, mp, device: str = "local", **kw) -> Row:

@@ -1,6 +1,6 @@
 """Measure artifacts at each thread count, in a process of their own. Writes one JSON list of row fields per artifact.
 
-Run by the evaluator as ``python -m edgeport.edge.worker JOB.json``, one worker per runtime taking that runtime's
+Run by the evaluator as ``python -m edgeport.edge.worker WORKER.json``, one worker per runtime taking that runtime's
 artifacts in order; a crash here costs one row, not the sweep (the evaluator gives the rest to a fresh worker).
 The job names model-ready inputs (``in:<name>`` arrays, already preprocessed for this artifact), optional labels
 ``y`` and optional float-model outputs (``out:<name>``) to compare against.
@@ -8,7 +8,6 @@ The job names model-ready inputs (``in:<name>`` arrays, already preprocessed for
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import json
 import os
@@ -144,25 +143,22 @@ def run_job(job: dict) -> None:
 
 
 def main() -> int:
-    """``JOB.json`` holds one job, or ``{"jobs": [...]}``: several artifacts of one runtime, measured in order in
-    this one process (the runtime's import is paid once). The evaluator restarts a fresh worker after a crash."""
+    """``WORKER.json`` names the runtime (``target``, or null) and the evaluator's files: the worker imports the
+    runtime, says ``ready``, waits for ``go``, then measures the artifacts of ``jobs_file`` in order in this one
+    process (the import is paid once). The evaluator starts a fresh worker after a crash."""
+    from edgeport.procs import die_with_parent
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     spec = json.loads(open(sys.argv[1]).read())
-    if "go" in spec:  # started ahead of its turn: import the runtime now, measure when the evaluator says go
-        with contextlib.suppress(Exception):  # die with the evaluator (Linux)
-            import ctypes
-            import signal
+    die_with_parent()
+    if spec.get("target"):
+        from edgeport.registry import runner_for
 
-            ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        if spec.get("target"):
-            from edgeport.registry import runner_for
-
-            runner_for(spec["target"]).import_runtime()
-        open(spec["ready"], "w").close()
-        while not os.path.exists(spec["go"]):
-            time.sleep(0.005)
-        spec = json.loads(open(spec["jobs_file"]).read())
-    for job in spec.get("jobs", [spec]):
+        runner_for(spec["target"]).import_runtime()
+    open(spec["ready"], "w").close()
+    while not os.path.exists(spec["go"]):
+        time.sleep(0.005)
+    for job in json.loads(open(spec["jobs_file"]).read())["jobs"]:
         if not os.path.exists(job["result"]):  # done by an earlier worker of this batch
             run_job(job)
     return 0

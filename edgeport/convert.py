@@ -40,6 +40,7 @@ from .console import log as _log
 from .errors import ConversionFailed, EdgeportError, InputError, ParityError, Terminated, one_line
 from .fileio import RunFolder, sha256_file
 from .manifest import SUFFIX, Manifest, file_entries
+from .procs import die_with_parent, kill_group, signal_name
 from .metrics import infer_task, parity_record
 from .registry import check_recipe, get_converter, get_target, versions_for
 from .sources import Source, load_source
@@ -324,13 +325,6 @@ def _sigterm_raises():
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def _signal_name(rc: int) -> str:
-    try:
-        return signal.Signals(-rc).name
-    except ValueError:
-        return f"signal {-rc}"
-
-
 def _typed(kind: str, msg: str) -> EdgeportError:
     """Rebuild a worker's typed error in this process (same class, same message)."""
     cls = getattr(_errors, kind, None)
@@ -425,10 +419,7 @@ def _run_isolated(spec: str, load_kw: dict, shared: Shared, jobs, out: Path, run
                         fatal = ev
         finally:
             os.close(rfd)
-            if proc.poll() is None:
-                with contextlib.suppress(OSError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            kill_group(proc)
         if fatal is not None:  # the worker could not even load the model: every remaining job fails the same way
             for i in list(pending):
                 err = _typed(fatal["kind"], fatal["error"]) if fatal.get("kind") else None
@@ -446,7 +437,7 @@ def _run_isolated(spec: str, load_kw: dict, shared: Shared, jobs, out: Path, run
             if timed_out:
                 why = f"timed out after {timeout_s:g}s (converter hung); raise --timeout or check the model{where}"
             elif rc is not None and rc < 0:
-                why = f"converter crashed ({_signal_name(rc)}) while making this artifact; the other jobs went on{where}"
+                why = f"converter crashed ({signal_name(rc)}) while making this artifact; the other jobs went on{where}"
             else:
                 why = f"converter process exited with status {rc} without a result{where}"
             finished(i, Failure(names[i], why))
@@ -466,10 +457,7 @@ def _worker_main() -> int:
         status.write(json.dumps(kw) + "\n")
         status.flush()
 
-    with contextlib.suppress(Exception):  # die with the parent (Linux): never publish into a folder nobody watches
-        import ctypes
-
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    die_with_parent()  # never publish into a folder nobody watches
     for p in reversed(job["sys_path"]):
         if p not in sys.path:
             sys.path.insert(0, p)

@@ -537,9 +537,11 @@ def _search_pte(module, example, calib, budget_feeds, *, task, budget, input_nam
     # Candidates are scored on the fake-quant graph in Python, one row at a time. An accuracy drop needs every row
     # (one row of 360 is 0.28 pp); a mean cosine or SNR settles on fewer, so a transformer's candidates are screened
     # on at most SCREEN_ROWS rows spread over the set. The chosen artifact is judged on every row with ExecuTorch.
-    screen = bb if g.metric == "drop_pp" or len(bb) <= SCREEN_ROWS else \
-        [bb[i] for i in np.linspace(0, len(bb) - 1, SCREEN_ROWS).round().astype(int)]
-    screen_y = y if screen is bb or y is None else y[np.linspace(0, len(bb) - 1, SCREEN_ROWS).round().astype(int)]
+    if g.metric == "drop_pp" or len(bb) <= SCREEN_ROWS:
+        screen, screen_y = bb, y
+    else:
+        pick = np.linspace(0, len(bb) - 1, SCREEN_ROWS).round().astype(int)
+        screen, screen_y = [bb[i] for i in pick], None if y is None else y[pick]
     base = copy.deepcopy(module).eval()
     ref = _run_gm(base, screen, output_names)
     ref_all = ref if screen is bb else None
@@ -754,8 +756,8 @@ def _tflite_candidates(rows: list[dict], ops_of: dict[str, list[str]]) -> list[t
     return ranked + [(lay, scopes) for lay, scopes in ops_of.items() if lay not in seen]
 
 
-def _weight_bytes_by_scope(float_bytes: bytes) -> dict[str, int]:
-    """{op scope: bytes of its constant inputs} of a float .tflite."""
+def _constants_by_scope(float_bytes: bytes) -> dict[str, list[tuple[int, int]]]:
+    """{op scope: [(elements, bytes) of each constant input (weights, biases, scalars)]} of a float .tflite."""
     from edgeport.quantization.layers import _TFLRun
 
     run = _TFLRun(float_bytes)
@@ -763,27 +765,16 @@ def _weight_bytes_by_scope(float_bytes: bytes) -> dict[str, int]:
     graph_in = {d["index"] for d in run.inputs.values()}
     out = {}
     for op in run.ops:
-        out[run.op_scope(op)] = sum(int(np.prod(run.by_index[i]["shape"])) * np.dtype(run.by_index[i]["dtype"]).itemsize
-                                    for i in op["inputs"] if i >= 0 and i not in produced and i not in graph_in
-                                    and i in run.by_index)
+        consts = [run.by_index[i] for i in op["inputs"]
+                  if i >= 0 and i not in produced and i not in graph_in and i in run.by_index]
+        out[run.op_scope(op)] = [(n := int(np.prod(d["shape"])), n * np.dtype(d["dtype"]).itemsize) for d in consts]
     return out
 
 
-def _weightless_scopes(float_bytes: bytes, min_weight: int = 64) -> list[str]:
-    """Op scopes of the float .tflite's ops that take no weight (no constant input of ``min_weight`` elements or
-    more: a scalar such as LayerNorm's epsilon is not a weight)."""
-    from edgeport.quantization.layers import _TFLRun
-
-    run = _TFLRun(float_bytes)
-    produced = {i for op in run.ops for i in op["outputs"]}
-    graph_in = {d["index"] for d in run.inputs.values()}
-    out = []
-    for op in run.ops:
-        weights = [i for i in op["inputs"] if i >= 0 and i not in produced and i not in graph_in and i in run.by_index
-                   and int(np.prod(run.by_index[i]["shape"])) >= min_weight]
-        if not weights:
-            out.append(run.op_scope(op))
-    return out
+def _weightless(consts: dict[str, list[tuple[int, int]]], min_weight: int = 64) -> list[str]:
+    """Op scopes that take no weight (no constant input of ``min_weight`` elements or more: a scalar such as
+    LayerNorm's epsilon is not a weight)."""
+    return [scope for scope, cs in consts.items() if not any(n >= min_weight for n, _ in cs)]
 
 
 def search_tflite(src, calib_feeds: dict[str, np.ndarray], budget_feeds: dict[str, np.ndarray], *, budget: Any,
@@ -837,11 +828,12 @@ def search_tflite(src, calib_feeds: dict[str, np.ndarray], budget_feeds: dict[st
     float_layers: list[str] = []
     excluded: list[str] = []
     base: list[str] = []  # op scopes kept float before any layer is
+    consts = _constants_by_scope(fb) if not res["meets"] else {}
     if not res["meets"]:
         # ai-edge-quantizer quantizes every op, a transformer's LayerNorm arithmetic (MEAN, RSQRT, ...), softmax and
         # attention-mask ops included, which int8 cannot carry. Keeping the ops without weights float costs no bytes
         # (every weight stays int8): tried before any layer is kept float, and kept when it helps.
-        light = _weightless_scopes(fb)
+        light = _weightless(consts)
         if light:
             lb = _aeq_quantize(fb, cres, light)
             r2 = score(g, ref, _run_tflite(lb, feeds, names, out_names), y)
@@ -856,21 +848,17 @@ def search_tflite(src, calib_feeds: dict[str, np.ndarray], budget_feeds: dict[st
         ops_of: dict[str, list[str]] = {}
         rows = tflite_layer_rows(fb, qbytes, samples, LayerNamer(src), ops_of=ops_of)
         order = _tflite_candidates(rows, ops_of)
-        cache: dict = {}
 
         def evaluate(prefix):
             scopes = list(dict.fromkeys(base + [s for _, ss in prefix for s in ss]))
-            data = _aeq_quantize(fb, cres, scopes)
-            r = score(g, ref, _run_tflite(data, feeds, names, out_names), y)
-            cache[len(prefix)] = data
-            return r
+            return score(g, ref, _run_tflite(_aeq_quantize(fb, cres, scopes), feeds, names, out_names), y)
 
         found = _prefix_search(order, evaluate, g, log)
         if found is None:
             raise _budget_error(g, log, t0)
         k, res = found
-        wbytes = _weight_bytes_by_scope(fb)
-        chosen, back = _give_back(order[:k], lambda c: sum(wbytes.get(sc, 0) for sc in c[1]), evaluate, g, log)
+        chosen, back = _give_back(order[:k], lambda c: sum(b for sc in c[1] for _, b in consts.get(sc, ())), evaluate,
+                                  g, log)
         res = back or res
         float_layers = [lay for lay, _ in chosen]
         excluded = list(dict.fromkeys(base + [s for _, ss in chosen for s in ss]))

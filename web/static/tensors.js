@@ -95,8 +95,7 @@ export function unpack(buf) {
   return { name: head.name, n: head.n, tensors, labels };
 }
 
-/** Sample i of every tensor (a view, no copy): {name: TypedArray}. */
-/** Samples [i, j) of a packed set: {input name: typed array of (j - i) samples, concatenated}. */
+/** Samples [i, j) of every tensor (views, no copy): {name: TypedArray of (j - i) samples, concatenated}. */
 export function samples(packed, i, j) {
   const out = {};
   for (const [k, t] of Object.entries(packed.tensors)) {
@@ -106,14 +105,8 @@ export function samples(packed, i, j) {
   return out;
 }
 
-export function sample(packed, i) {
-  const out = {};
-  for (const [k, t] of Object.entries(packed.tensors)) {
-    const per = t.data.length / packed.n;
-    out[k] = t.data.subarray(i * per, (i + 1) * per);
-  }
-  return out;
-}
+/** Sample i of every tensor (a view, no copy): {name: TypedArray}. */
+export const sample = (packed, i) => samples(packed, i, i + 1);
 
 export function toBase64(f32) {
   const bytes = new Uint8Array(f32.buffer, f32.byteOffset, f32.byteLength);
