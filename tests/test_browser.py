@@ -150,3 +150,52 @@ def test_tfjs_fp32_agrees_with_keras(browser_report, manifests):
         assert len(got) >= 64
         assert np.abs(got - ref["logits"]).max() <= 1e-3, r["backend"]
         assert (got.argmax(1) == ref["logits"].argmax(1)).all()
+
+
+class _CrashingBrowser:
+    """The session's Chromium, whose tabs really crash (CDP Page.crash kills the renderer) when the page asks for
+    `victim`'s evaluation data, i.e. when it starts that artifact."""
+
+    def __init__(self, browser, victim):
+        self.browser, self.victim, self.crashes = browser, victim, 0
+
+    def new_page(self, *a, **k):
+        page = self.browser.new_page(*a, **k)
+        cdp = page.context.new_cdp_session(page)
+
+        def crash(route):
+            self.crashes += 1
+            try:
+                cdp.send("Page.crash")
+            except Exception:  # noqa: BLE001 - the tab is gone before CDP answers
+                pass
+            try:
+                route.abort()
+            except Exception:  # noqa: BLE001
+                pass
+
+        page.route(f"**/api/data/{self.victim}", crash)
+        return page
+
+
+def test_a_crashed_tab_costs_only_the_artifact_it_was_on(browser, manifests):
+    """A renderer that dies (OOM, a runtime abort) is one error row; the other artifacts of the folder keep their
+    rows, scored from their real outputs. The artifact in flight is found from the page's own data requests, so
+    recovery takes two fresh tabs, not one per artifact."""
+    from edgeport.web.browser import evaluate_in_browser
+
+    names = sorted(n for n, m in manifests.items() if m.target in ("tflite", "tfjs") and m.recipe == "fp32")[:3]
+    victim = names[1]
+    scored = {}
+    crashing = _CrashingBrowser(browser, victim)
+    rows, _ = evaluate_in_browser([manifests[n] for n in names], None,
+                                  lambda m, outs: scored.setdefault(m.name, sorted(outs)) and {},
+                                  quick=True, browser=crashing, threads=[1], backends="wasm")
+    by = {r.artifact: r for r in rows}
+    assert set(by) == set(names)
+    assert by[victim].error and "tab crashed running " + victim in by[victim].error
+    for n in names:
+        if n != victim:
+            assert by[n].error is None and by[n].latency_ms["p50"] > 0, (n, by[n].error)
+            assert scored[n] == ["logits"]
+    assert crashing.crashes == 2  # the whole run, then the victim alone

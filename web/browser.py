@@ -57,13 +57,16 @@ def launch(p):
 
 def run_page_benchmark(folder: Path, *, backends: str = BACKENDS, quick: bool = False, timeout_s: float = 900,
                        browser=None, data: str | None = "builtin:digits", bench: dict | None = None,
-                       threads=None) -> tuple[dict, list[str]]:
+                       threads=None, artifacts: list[str] | None = None) -> tuple[dict, list[str]]:
     """Serve `folder`, open the page in benchmark mode, return (page report, console errors).
 
     ``data``: the evaluation data spec (None: each artifact's own probe data set); ``bench``: the timing loop
     (web.server.BENCH_DEFAULT keys; ``quick`` picks BENCH_QUICK); ``threads``: the thread counts, one pass each
-    (ints or "all"; default the bench settings' [1, "all"]). Pass an already-launched Playwright ``browser`` to
-    reuse it; otherwise one is launched and closed here."""
+    (ints or "all"; default the bench settings' [1, "all"]); ``artifacts``: only these manifest names (default all).
+    Pass an already-launched Playwright ``browser`` to reuse it; otherwise one is launched and closed here.
+
+    A tab that crashes (out of memory, a runtime that aborts the renderer) costs only the artifacts it crashed on:
+    the run is repeated one artifact per fresh tab, and an artifact that crashes its own tab gets an error row."""
     from .server import BENCH_DEFAULT, BENCH_QUICK, start_background
 
     if browser is None:
@@ -74,13 +77,13 @@ def run_page_benchmark(folder: Path, *, backends: str = BACKENDS, quick: bool = 
     srv, url = start_background(folder, data=data, bench=settings)
     try:
         if browser is not None:
-            return _bench_in(browser, url, backends, timeout_s)
+            return _bench_isolating(browser, url, backends, timeout_s, artifacts, folder)
         from playwright.sync_api import sync_playwright
 
         with sync_playwright() as p:
             b = launch(p)
             try:
-                return _bench_in(b, url, backends, timeout_s)
+                return _bench_isolating(b, url, backends, timeout_s, artifacts, folder)
             finally:
                 b.close()
     finally:
@@ -88,26 +91,101 @@ def run_page_benchmark(folder: Path, *, backends: str = BACKENDS, quick: bool = 
         srv.server_close()
 
 
-def _bench_in(browser, url: str, backends: str, timeout_s: float) -> tuple[dict, list[str]]:
+class TabCrashed(EdgeportError):
+    """The page's renderer died (out of memory, or a runtime that aborted it); ``last``: the artifact it was on."""
+
+    def __init__(self, msg: str, last: str | None = None):
+        super().__init__(msg)
+        self.last = last
+
+
+def _bench_isolating(browser, url: str, backends: str, timeout_s: float, artifacts: list[str] | None,
+                     folder: Path) -> tuple[dict, list[str]]:
+    """_bench_in, where a crashed tab costs only the artifact it was on: that one is rerun alone (a crashed row if
+    it crashes again), and the others in a fresh tab (the same again if that one crashes)."""
+    try:
+        return _bench_in(browser, url, backends, timeout_s, artifacts)
+    except TabCrashed as e:
+        names = artifacts or [m.name for m in _web_manifests(folder)]
+        if len(names) <= 1:
+            raise
+        suspect = e.last if e.last in names else names[0]
+        _log(f"browser: {one_line(e, 200)}; running {suspect} in a tab of its own and the other"
+             f" {len(names) - 1} in another")
+    try:
+        merged, errors = _bench_in(browser, url, backends, timeout_s, [suspect])
+    except TabCrashed as e:
+        merged, errors = {"rows": [{"artifact": suspect, "crashed": str(e)}]}, []
+    rest, more = _bench_isolating(browser, url, backends, timeout_s, [n for n in names if n != suspect], folder)
+    for k, v in rest.items():
+        merged.setdefault(k, v)
+    merged["rows"] = merged.get("rows", []) + rest.get("rows", [])
+    return merged, errors + more
+
+
+def _web_manifests(folder: Path) -> list[Manifest]:
+    from edgeport.manifest import find_manifests
+    from edgeport.registry import get_target
+
+    out = []
+    for p in find_manifests([folder]):
+        try:
+            m = Manifest.read(p)
+            if get_target(m.target).browser:
+                out.append(m)
+        except EdgeportError:
+            continue
+    return out
+
+
+def _bench_in(browser, url: str, backends: str, timeout_s: float,
+              artifacts: list[str] | None = None) -> tuple[dict, list[str]]:
+    from urllib.parse import unquote, urlencode
+
     errors: list[str] = []
+    crashed: list[bool] = []
     page = browser.new_page()
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.on("dialog", lambda d: (errors.append(f"dialog: {d.message}"), d.dismiss()))
+    page.on("crash", lambda *_: crashed.append(True))
+    requested: list[str] = []  # the artifacts whose data the page asked for, in order: the last is in flight
+    page.on("request", lambda r: requested.append(unquote(r.url.split("/api/data/", 1)[1]))
+            if "/api/data/" in r.url else None)
+    query = urlencode([("bench", "1"), ("backends", backends)] + [("artifact", a) for a in artifacts or []])
     try:
-        page.goto(url + f"?bench=1&backends={backends}")
         try:
-            page.wait_for_function("['bench-done','error'].includes(document.querySelector('#status').dataset.state)",
-                                   timeout=timeout_s * 1000)
-        except Exception as e:  # playwright's TimeoutError
-            raise EdgeportError(f"browser page did not finish within {timeout_s:g} s ({one_line(e, 120)});"
-                                f" last progress: {page.text_content('#bench-progress')}") from None
-        if page.eval_on_selector("#status", "e => e.dataset.state") == "error":
-            raise EdgeportError(f"browser page failed: {page.text_content('#status')}"
-                                + (f" (console: {one_line(errors[0], 200)})" if errors else ""))
-        return json.loads(page.text_content("#report")), errors
+            page.goto(f"{url}?{query}")
+            try:
+                page.wait_for_function("['bench-done','error'].includes(document.querySelector('#status').dataset.state)",
+                                       timeout=timeout_s * 1000)
+            except Exception as e:  # playwright's TimeoutError, or the tab's crash
+                if crashed:
+                    raise
+                raise EdgeportError(f"browser page did not finish within {timeout_s:g} s ({one_line(e, 120)});"
+                                    f" last progress: {page.text_content('#bench-progress')}") from None
+            if page.eval_on_selector("#status", "e => e.dataset.state") == "error":
+                raise EdgeportError(f"browser page failed: {page.text_content('#status')}"
+                                    + (f" (console: {one_line(errors[0], 200)})" if errors else ""))
+            report = json.loads(page.text_content("#report"))
+            # Outputs stay in the page as float32 until asked for, one row at a time (no giant string).
+            for i, r in enumerate(report.get("rows", [])):
+                if "pending" in (r.get("outputs"), r.get("probe_outputs")):
+                    r.update(json.loads(page.evaluate("i => window.edgeportRowOutputs(i)", i)))
+            return report, errors
+        except EdgeportError:
+            raise
+        except Exception as e:  # playwright's Error: the tab crashed or the driver lost it
+            if crashed or "crash" in str(e).lower():
+                what = ", ".join(artifacts) if artifacts else "the benchmark"
+                raise TabCrashed(f"the browser tab crashed running {what} (out of memory, or the runtime aborted"
+                                 " the renderer)", last=requested[-1] if requested else None) from None
+            raise EdgeportError(f"browser page failed: {one_line(e, 200)}") from None
     finally:
-        page.close()
+        try:
+            page.close()
+        except Exception:  # noqa: BLE001 - a crashed tab may already be gone
+            pass
 
 
 def decode_outputs(m: Manifest, encoded: dict | None) -> dict[str, np.ndarray] | None:
@@ -151,7 +229,8 @@ def evaluate_in_browser(manifests: list[Manifest], data: str | None, score: Scor
         _log(f"browser: evaluating {len(mine)} web artifact(s) in {folder} in headless Chromium ...")
         try:
             page_report, errors = run_page_benchmark(folder, quick=quick, bench=bench, browser=browser, data=data,
-                                                     backends=backends, threads=threads)
+                                                     backends=backends, threads=threads,
+                                                     artifacts=[m.name for m in mine])
         except InputError:
             raise  # no Chromium, no JS runtimes: the user must act; not a row
         except EdgeportError as e:
@@ -166,6 +245,10 @@ def evaluate_in_browser(manifests: list[Manifest], data: str | None, score: Scor
             page_rows = by_name.get(m.name)
             if not page_rows:
                 rows.append(_error_row(m, "-", f"the page did not run {m.name} (see /api/manifests problems)"))
+                continue
+            if page_rows[0].get("crashed"):
+                rows.append(_error_row(m, "-", page_rows[0]["crashed"] + "; the other artifacts were measured"
+                                       " in tabs of their own"))
                 continue
             rows += [_row(m, r, score) for r in page_rows]
             if m.target == "tfjs":

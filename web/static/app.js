@@ -5,7 +5,9 @@
 //   - sentence similarity: text-embedding artifacts compare two sentences (tokenized here with wordpiece.js);
 //   - benchmark mode (?bench=1 or the button): every artifact x available backend x thread count on the server's
 //     evaluation data (/api/data/<name>) and parity probe (/api/probe/<name>); rows in the report.json schema go into
-//     #report, with each output of all samples as base64 float32 so that Python computes every metric.
+//     #report. Each output of all samples stays in the page as float32 and Python takes it one row at a time
+//     (window.edgeportRowOutputs(i): base64), so that large outputs (feature maps, masks) never meet in one string;
+//     Python computes every metric. ?artifact=NAME (repeatable) limits a run to those artifacts.
 // Threads: a wasm runtime fixes its thread count (and TF.js / onnxruntime-web their whole wasm module) when it
 // initialises, once per realm. So the benchmark runs one pass per thread count of /api/config's bench.threads, each
 // in a fresh same-origin iframe (?pass=1&threads=N): adapters get configure({threads: N}) before detect(), and each
@@ -18,14 +20,15 @@ import { tokenizerFromJson } from './wordpiece.js';
 
 const $ = (s) => document.querySelector(s);
 const params = new URLSearchParams(location.search);
-const PASS = params.get('pass') === '1';  // this realm is one benchmark pass, run by the page that framed it
+const PASS = params.get('pass') === '1';
+const ARTIFACTS = params.getAll('artifact');  // a benchmark limited to these manifests (empty: all)  // this realm is one benchmark pass, run by the page that framed it
 const THREADS = PASS ? Math.max(1, Number(params.get('threads')) || 1) : HARDWARE_CONCURRENCY;
 // The preferred backend order of the interactive page: wasm (XNNPACK, every core) is the fastest CPU setup; a GPU
 // backend next; TF.js cpu (plain JS) last.
 const PREFERENCE = ['wasm', 'webgpu', 'webgl', 'cpu'];
 const state = {
   config: { data: null, bench: { warmup: 10, minRuns: 100, minMs: 2000, maxRuns: 1000, threads: [1, 'all'], fallbacks: true } },
-  manifests: [], adapters: new Map(), loaded: new Map(), predictions: {}, tokenizers: new Map(), busy: false,
+  manifests: [], adapters: new Map(), loaded: new Map(), predictions: {}, tokenizers: new Map(), busy: false, benchRows: [],
   firstPredictionMs: null,
 };
 
@@ -445,9 +448,9 @@ async function benchOne(m, a, backend, data, probe, opts, setup) {
     row.load_ms = performance.now() - t0;
     const outs = await runAll(a.mod, h, m, data);
     row.samples = data.n;
-    row.outputs = b64Outputs(outs);
+    row.outputs = outs;
     row.accuracy_in_page = accuracy(m, outs, data.labels, data.n);  // for the table only; Python scores the outputs
-    if (probe) row.probe_outputs = b64Outputs(await runAll(a.mod, h, m, probe));
+    if (probe) row.probe_outputs = await runAll(a.mod, h, m, probe);
     // Steady state on one prepared sample: its trip into the runtime and the outputs' trip back are timed,
     // as set_tensor / get_tensor are natively.
     const feeds = sample(data, 0);
@@ -540,6 +543,7 @@ function passInFrame(threads, first, only, onRow) {
   return new Promise((resolve, reject) => {
     const q = new URLSearchParams({ pass: '1', threads: String(threads), first: first ? '1' : '0' });
     if (only) q.set('backends', only.join(','));
+    for (const a of ARTIFACTS) q.append('artifact', a);
     const frame = el('iframe', { src: `/?${q}`, title: `benchmark pass, ${threads} thread(s)` });
     frame.className = 'pass';
     const finish = (fn, v) => { window.removeEventListener('message', onMsg); frame.remove(); fn(v); };
@@ -571,7 +575,10 @@ async function runBenchmark() {
       const res = await passInFrame(threads[i], i === 0, only, (row) => { rows.push(row); tableRow(row); });
       if (first == null) first = res.firstPredictionMs;
     }
-    const report = { rows, capabilities: caps,
+    state.benchRows = rows;
+    const pending = (v) => (v ? 'pending' : null);  // taken one row at a time: window.edgeportRowOutputs(i)
+    const report = { rows: rows.map((r) => ({ ...r, outputs: pending(r.outputs), probe_outputs: pending(r.probe_outputs) })),
+      capabilities: caps,
       extra: { wall_ms: performance.now() - t0, first_prediction_ms: first, data: state.config.data, bench: opts, threads },
       host: { userAgent: navigator.userAgent, hardwareConcurrency: HARDWARE_CONCURRENCY, crossOriginIsolated } };
     $('#report').textContent = JSON.stringify(report);
@@ -583,13 +590,18 @@ async function runBenchmark() {
     $('#run-bench').disabled = false;
   }
 }
+/** Row i's outputs (every sample) and parity-probe outputs as base64 float32 ({name: base64}), as JSON. */
+window.edgeportRowOutputs = (i) => {
+  const r = state.benchRows[i], b64 = (o) => (o ? b64Outputs(o) : null);
+  return JSON.stringify({ outputs: b64(r.outputs), probe_outputs: b64(r.probe_outputs) });
+};
 $('#run-bench').addEventListener('click', () => runBenchmark().catch((e) => { console.error(e); setStatus('error', `error: ${errText(e)}`); }));
 
 // ------------------------------------------------------------------------------------------ start
 async function loadConfig() {
   const [config, listing] = await Promise.all([(await fetchOk('/api/config')).json(), (await fetchOk('/api/manifests')).json()]);
   state.config = config;
-  state.manifests = listing.manifests;
+  state.manifests = ARTIFACTS.length ? listing.manifests.filter((m) => ARTIFACTS.includes(m.name)) : listing.manifests;
   return listing;
 }
 
