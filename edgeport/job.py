@@ -69,11 +69,23 @@ def cleanup(cache: dict) -> None:
 
 
 def bind_keys(names: list[str], keys: list[str]) -> list[str]:
-    """Artifact keys for the source's tensor names: by name when every name is there, else by position (keys in
-    natural order: args_0, args_1, ... / output_0, output_1, ...)."""
+    """Artifact keys for the source's tensor names: by name when every name is there (TF tensor names match without
+    their ":0" output index), else by position (keys in natural order: args_0, args_1, ... / Identity, Identity_1,
+    ..., Identity_10 / output_0, output_1, ...)."""
     if len(keys) != len(names):
         raise ConversionError(f"the artifact has {len(keys)} tensors ({', '.join(keys)}) where the model has {len(names)}"
                               f" ({', '.join(names)}); re-export the model")
     if set(names) == set(keys):
         return list(names)
-    return sorted(keys, key=lambda k: (int(m.group()) if (m := re.search(r"\d+$", k)) else -1, k))
+    bare: dict[str, list[str]] = {}
+    for k in keys:
+        bare.setdefault(re.sub(r":\d+$", "", k), []).append(k)
+    if len(set(names)) == len(names) and all(len(bare.get(n, ())) == 1 for n in names):
+        return [bare[n][0] for n in names]
+
+    def natural(k: str):
+        stem = re.sub(r":\d+$", "", k)
+        m = re.search(r"\d+$", stem)
+        return (int(m.group()) if m else -1, stem, k)
+
+    return sorted(keys, key=natural)

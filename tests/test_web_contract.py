@@ -46,10 +46,12 @@ def _keras_models():
     import keras
 
     keras.utils.set_random_seed(0)
+    # Inputs declared out of alphabetical order and of one shape: a TF.js binding that paired them by position
+    # after sorting would swap them silently (no shape error), and the fp32 outputs would stop matching.
+    b = keras.Input((4,), name="b")
     a = keras.Input((4,), name="a")
-    b = keras.Input((3,), name="b")
-    h = keras.layers.Dense(8, activation="tanh", name="hidden")(keras.layers.Concatenate()([a, b]))
-    twin = keras.Model([a, b], [keras.layers.Dense(2, name="score")(h), keras.layers.Dense(5, name="feat")(h)], name="twin")
+    h = keras.layers.Dense(8, activation="tanh", name="hidden")(keras.layers.Concatenate()([b, a]))
+    twin = keras.Model([b, a], [keras.layers.Dense(2, name="score")(h), keras.layers.Dense(5, name="feat")(h)], name="twin")
     ids = keras.Input((6,), dtype="int64", name="ids")
     e = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(50, 4)(ids))
     idm = keras.Model(ids, keras.layers.Dense(3, name="out")(e), name="idmodel")
@@ -225,6 +227,7 @@ def test_page_runs_named_multi_tensor_models(contract_art, chromium):
     assert ms["ids.fp32.tflite"].sig.input("ids").dtype == "int64"  # LiteRT.js's public API refuses int64: wasm path
     twin_tfl = ms["twin.fp32.tflite"]
     assert [s["name"] for s in twin_tfl.signature["outputs"]] == ["score", "feat"]
+    assert {s.name: s.binding for s in ms["twin.fp32.tfjs"].sig.inputs} == {"b": "b:0", "a": "a:0"}
     for name, outs_list in seen.items():
         m = ms[name]
         feeds, ref = m.probe_arrays()  # data=None: the probe rows are the evaluation data (noise / ids.npz)
