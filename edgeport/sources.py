@@ -37,8 +37,21 @@ class Source:
     extras: dict = field(default_factory=dict)
 
     def torch_module(self):
-        """The nn.Module to call: the model itself, or the module of an ExportedProgram (.pt2)."""
-        return self.model.module() if hasattr(self.model, "graph_signature") else self.model
+        """The nn.Module to call: the model itself, or the module of an ExportedProgram (.pt2), in eval mode.
+
+        An exported graph was captured in one mode: its module refuses .train() / .eval() ("not supported yet").
+        It is moved to eval once here (batch norm and dropout patterns), and both calls become no-ops on it, so that
+        every converter can treat it as any module."""
+        if not hasattr(self.model, "graph_signature"):
+            return self.model
+        import types
+
+        from torchao.quantization.pt2e import move_exported_model_to_eval
+
+        m = move_exported_model_to_eval(self.model.module())
+        m.train = types.MethodType(lambda self, mode=True: self, m)
+        m.eval = types.MethodType(lambda self: self, m)
+        return m
 
     def example(self) -> dict[str, np.ndarray]:
         """A batch-1 example of zeros/ones in the model's dtypes (only for tracing; never for parity)."""
