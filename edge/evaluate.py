@@ -42,6 +42,10 @@ class Prepared:
     float_quality: float | None = None
 
 
+# The data spec of a model evaluated on its probe rows (no --data and no default set); the page's data=None.
+PROBE_DATA = "probe rows (no --data: agreement with float only)"
+
+
 @dataclass
 class Context:
     """What the evaluator learned about each manifest's data and float reference; shared with the browser side."""
@@ -56,8 +60,7 @@ class Context:
     def prepare(self, m: Manifest, manifests: list[Manifest]) -> Prepared:
         spec = self.options.data or m.source.get("default_data")
         if not spec:
-            raise InputError(f"{m.name}: no evaluation data; pass --data data.npz with one array per input"
-                             f" ({m.sig.describe_inputs()}) and labels y for classification")
+            return self._prepare_probe(m)
         sig_key = json.dumps([m.signature["inputs"], m.preprocessing, spec], sort_keys=True, default=str)
         key = hashlib.sha256(sig_key.encode()).hexdigest()[:16]
         if key not in self._by_key:
@@ -70,6 +73,25 @@ class Context:
         _check_labels(m, y)
         prep = Prepared(spec, p, feeds, y if m.task == "classification" else None)
         self._reference(m, prep, key, manifests)
+        self.prepared[m.name] = prep
+        return prep
+
+    def _prepare_probe(self, m: Manifest) -> Prepared:
+        """No --data and no default set: the probe rows written at conversion, with the float outputs recorded then
+        (agreement / cosine / SNR against float; no labels, so no accuracy)."""
+        probe = m.probe_arrays()
+        if not probe or not probe[0] or not probe[1]:
+            raise InputError(f"{m.name}: no evaluation data (no --data, no default set, no probe rows); pass --data"
+                             f" data.npz with one array per input ({m.sig.describe_inputs()}) and labels y for"
+                             " classification")
+        feeds, ref = probe
+        key = hashlib.sha256(f"probe:{m.path}".encode()).hexdigest()[:16]
+        p = self.folder / f"data-{key}.npz"
+        np.savez(p, **{f"in:{k}": v for k, v in feeds.items()})
+        prep = Prepared(PROBE_DATA, p, feeds, None)
+        prep.ref, prep.ref_note = ref, "float outputs recorded at conversion on the probe rows"
+        prep.ref_path = self.folder / f"ref-{key}.npz"
+        np.savez(prep.ref_path, **{f"out:{k}": v for k, v in ref.items()})
         self.prepared[m.name] = prep
         return prep
 
@@ -275,6 +297,8 @@ def evaluate_native(paths, options: EvaluateOptions = EvaluateOptions(), *, veri
                     sources: dict | None = None, workdir: Path) -> tuple[Report, list[Manifest], Context]:
     """Rows for every native artifact x thread count; browser-only formats get a 'skipped' row saying how to run them."""
     threads = list(dict.fromkeys(resolve_threads(t) for t in options.threads))
+    if options.data:  # a missing, unreadable or unknown data set is the user's to fix, before anything runs
+        dat.load_dataset(options.data, "heldout")
     report = Report(data=options.data or "each model's default data")
     manifests = read_manifests(paths, report)
     # One worker per native runtime, started now: each imports its runtime while the data and the float references
@@ -370,7 +394,7 @@ def evaluate(paths: list[str | Path], options: EvaluateOptions = EvaluateOptions
                 bench = {"fallbacks": options.fallback_backends} if quick else {
                     "warmup": options.warmup, "minRuns": options.min_runs, "minMs": options.min_seconds * 1000,
                     "fallbacks": options.fallback_backends}
-                rows, extra = evaluate_in_browser(ms, spec, ctx.score, quick=quick, bench=bench,
+                rows, extra = evaluate_in_browser(ms, None if spec == PROBE_DATA else spec, ctx.score, quick=quick, bench=bench,
                                                   threads=list(dict.fromkeys(resolve_threads(t) for t in options.threads)),
                                                   browser=None if isinstance(browser, str) else browser)
                 report.merge(rows)

@@ -84,6 +84,10 @@ def cmd_evaluate(a) -> int:
     for p in a.paths:
         if not Path(p).exists():
             raise InputError(f"{p} does not exist; pass a folder of artifacts or a manifest written by `edgeport convert`")
+    if a.data:  # a missing, unreadable or unknown data set fails here, before a report folder exists
+        from .data import load_dataset
+
+        load_dataset(a.data, "heldout")
     # The report folder must be writable before minutes of measuring, not after.
     with RunFolder(a.out) as run, quiet(run.log, enabled=not a.verbose, shown=run.kept_log):
         run.keep_log = True
@@ -100,6 +104,9 @@ def cmd_evaluate(a) -> int:
         print(table(report))
         print(f"\nreport: {Path(a.out) / 'report.json'} and {Path(a.out) / 'report.html'}")
     errors = [r for r in report.rows if r.error and not r.skipped]  # a skipped row (no WebGPU adapter) is no failure
+    if errors and len(errors) == len([r for r in report.rows if not r.skipped]):
+        print(f"edgeport: error: every row failed; first: {errors[0].artifact}: {errors[0].error}", file=sys.stderr)
+        return 1
     if errors and a.strict:
         print(f"edgeport: error: {len(errors)} row(s) failed (--strict); first: {errors[0].artifact}: {errors[0].error}", file=sys.stderr)
         return 1
@@ -197,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("evaluate", parents=[common], help="measure size, accuracy and speed of artifacts with their real runtimes", allow_abbrev=False)
     s.add_argument("paths", nargs="+", help="folders of manifests, or manifest files")
     s.add_argument("--data", default=None, help="a named set (builtin:digits, builtin:sentences) or an .npz with one array per"
-                   " input and optional labels y (default: each model's own default set)")
+                   " input and optional labels y (default: each model's own default set, else the probe rows written at conversion: agreement with float, no accuracy)")
     s.add_argument("--threads", default="1,all", help="comma list of thread counts; 'all' = every core (default 1,all)")
     s.add_argument("--out", default="report", help="report folder (default report/)")
     s.add_argument("--budget", type=float, default=defaults.ACCURACY_BUDGET_PP, help="classification: accuracy drop budget, pp")

@@ -37,7 +37,7 @@ class EvaluateOptions:
     # Thread counts to measure; "all" means every core.
     threads: tuple[str, ...] = ("1", "all")
     # Evaluation data: a named set (its held-out split) or an .npz with one array per input and optional labels y;
-    # None: each model's own default set (the built-ins name theirs).
+    # None: each model's own default set (the built-ins name theirs), else its probe rows (agreement with float only).
     data: str | None = None
     # Per-artifact subprocess time limit, seconds.
     timeout_s: float = defaults.WORKER_TIMEOUT_S

@@ -587,15 +587,47 @@ def test_evaluate_from_another_directory_finds_the_float_reference(pt2_art, tmp_
 @pytest.mark.parametrize("labels,expect", [(np.full(40, 7), "labels must be class indices in [0, 2]"),
                                            (np.full(40, -1), "labels must be class indices in [0, 2]"),
                                            (np.linspace(0, 2, 40), "y holds non-integer values")])
-def test_bad_labels_are_an_error_row(pt2_art, tmp_path, labels, expect):
+def test_bad_labels(pt2_art, tmp_path, labels, expect):
+    """Labels outside one model's classes are that model's error row; labels that are no class indices at all are
+    the data set's fault, refused before anything runs."""
     from edgeport.config import EvaluateOptions
     from edgeport.edge.evaluate import evaluate
+    from edgeport.errors import InputError
 
     with np.load(pt2_art / "data.npz") as z:
         np.savez(tmp_path / "bad.npz", x=z["x"], y=labels)
-    report = evaluate([pt2_art / "art"], EvaluateOptions(threads=("1",), data=str(tmp_path / "bad.npz")), quick=True)
+    opts = EvaluateOptions(threads=("1",), data=str(tmp_path / "bad.npz"))
+    if "non-integer" in expect:
+        with pytest.raises(InputError, match=expect):
+            evaluate([pt2_art / "art"], opts, quick=True)
+        return
+    report = evaluate([pt2_art / "art"], opts, quick=True)
     (row,) = report.rows
     assert row.error and expect in row.error and row.accuracy is None, row.error
+
+
+def test_evaluate_without_data_measures_the_probe_rows(pt2_art):
+    """A user model with no --data and no default set is measured on the probe rows written at conversion, against
+    the float outputs recorded then: agreement, no accuracy (no labels), and the report says which data it was."""
+    from edgeport.config import EvaluateOptions
+    from edgeport.edge.evaluate import PROBE_DATA, evaluate
+
+    report = evaluate([pt2_art / "art"], EvaluateOptions(threads=("1",)), quick=True)
+    (row,) = report.rows
+    assert row.error is None and row.agreement == 1.0 and row.accuracy is None and row.samples > 0
+    assert report.extra["data_by_source"][row.source] == PROBE_DATA
+
+
+def test_bad_evaluation_data_fails_the_run_in_one_line(pt2_art, capsys, tmp_path):
+    """A --data file that is missing is refused before a report folder exists (exit 2); one that fits no model
+    makes every row an error, and a run where every row failed exits 1 with the first reason."""
+    code, lines, _ = run_cli(capsys, "evaluate", str(pt2_art / "art"), "--data", str(tmp_path / "nope.npz"),
+                             "--out", str(tmp_path / "r"))
+    assert code == 2 and len(lines) == 1 and "data file not found" in lines[0] and not (tmp_path / "r").exists()
+    np.savez(tmp_path / "wrong.npz", image=np.zeros((4, 7), np.float32), vec=np.zeros((4, 2), np.float32))
+    code, lines, _ = run_cli(capsys, "evaluate", str(pt2_art / "art"), "--data", str(tmp_path / "wrong.npz"),
+                             "--threads", "1", "--quick", "--out", str(tmp_path / "r2"))
+    assert code == 1 and len(lines) == 1 and "every row failed" in lines[0] and "wrong.npz" in lines[0], lines
 
 
 def test_strict_counts_errors_not_skipped_rows(capsys, tmp_path, monkeypatch):
