@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, UnsupportedError, one_line
+from .errors import EdgeportError, InputError, UnsupportedError, one_line
 from .fileio import sha256_file
 from .signature import Signature, TensorSpec, dtype_name, make_input
 
@@ -44,14 +44,16 @@ class Source:
         every converter can treat it as any module."""
         if not hasattr(self.model, "graph_signature"):
             return self.model
-        import types
+        if self.extras.get("exported_module") is None:
+            import types
 
-        from torchao.quantization.pt2e import move_exported_model_to_eval
+            from torchao.quantization.pt2e import move_exported_model_to_eval
 
-        m = move_exported_model_to_eval(self.model.module())
-        m.train = types.MethodType(lambda self, mode=True: self, m)
-        m.eval = types.MethodType(lambda self: self, m)
-        return m
+            m = move_exported_model_to_eval(self.model.module())
+            m.train = types.MethodType(lambda self, mode=True: self, m)
+            m.eval = types.MethodType(lambda self: self, m)
+            self.extras["exported_module"] = m
+        return self.extras["exported_module"]
 
     def example(self) -> dict[str, np.ndarray]:
         """A batch-1 example of zeros/ones in the model's dtypes (only for tracing; never for parity)."""
@@ -63,6 +65,18 @@ class Source:
 
     # ----------------------------------------------------------------------------------------- running
     def _call(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The float model on ``feeds``; its own failure (a wrong --input, token ids past the vocabulary) is the
+        user's to fix, so it is an InputError naming the inputs, not a traceback."""
+        try:
+            return self._forward(feeds)
+        except (EdgeportError, KeyboardInterrupt, MemoryError):
+            raise
+        except Exception as e:  # noqa: BLE001 - whatever the user's forward raises
+            raise InputError(f"{self.model_id}: the model failed when called with {self.signature.describe_inputs()}:"
+                             f" {type(e).__name__}: {one_line(e, 200)}; check --input (names, shapes, dtypes) and that"
+                             " the data fits the model (e.g. token ids below the vocabulary size)") from None
+
+    def _forward(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = self.signature.input_names
         if self.framework == "torch":
             import torch

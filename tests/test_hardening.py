@@ -121,6 +121,21 @@ def tiny_pte(models, tmp_path_factory):
     return p, out
 
 
+@pytest.mark.parametrize("args,expect", [
+    (["--input-shape", "1,5"], "RuntimeError: mat1 and mat2 shapes cannot be multiplied"),  # wrong --input shape
+    (["--input", "x:float32[1,4]", "--input", "y:float32[1,4]"], "TypeError"),  # an input forward does not take
+], ids=["shape", "extra-input"])
+def test_a_model_that_fails_on_its_declared_inputs_is_one_line(models, tmp_path, args, expect):
+    """The user's forward raising on the declared inputs is bad input: one line naming the inputs and the fix,
+    exit 2, nothing written."""
+    p = cli(models, "convert", "--model", "hardtiny:tiny", *args, "--to", "onnx", "--quant", "fp32",
+            "--out", str(tmp_path / "o"))
+    lines = [ln for ln in p.stderr.splitlines() if ln.startswith("edgeport:")]
+    assert p.returncode == 2 and len(lines) == 1 and "Traceback" not in p.stderr, p.stderr[-1500:]
+    assert "the model failed when called with x:float32[1, " in lines[0] and expect in lines[0] and "check --input" in lines[0]
+    assert not list((tmp_path / "o").glob("*.onnx*"))
+
+
 # ------------------------------------------------------------------------------------------------ containment
 def _write_manifest(folder: Path, **changes) -> Path:
     (folder / "a.tflite").write_bytes(b"\0" * 16)
