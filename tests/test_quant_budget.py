@@ -136,6 +136,37 @@ def test_outlier_tflite_budget_met(outlier_source, digits_nchw):
     assert abs(100 * float((got.argmax(1) == yh).mean()) - 100 * f["measured"]["accuracy"]) < 1e-3
 
 
+def test_outlier_onnx_budget_met(outlier_source, digits_nchw, tmp_path):
+    """ONNX int8 holds a budget too: plain quantize_static collapses on the outlier channel, the search keeps the
+    fewest nodes float (each with the activation quantize_static folds into it), judged by onnxruntime on every
+    held-out row, and the artifact stays well under the fp32 bytes."""
+    import copy
+    import dataclasses
+
+    import onnxruntime as ort
+
+    from edgeport.config import ConvertOptions
+    from edgeport.convert import convert
+    from edgeport.report import Budget
+
+    xc, xh, yh = digits_nchw
+    np.savez(tmp_path / "calib.npz", x=xc)
+    np.savez(tmp_path / "heldout.npz", x=xh, y=yh)
+    base = ConvertOptions(calib=str(tmp_path / "calib.npz"), data=str(tmp_path / "heldout.npz"))
+    src = copy.copy(outlier_source)
+    src.name = "outlier"
+    fp32, plain = convert(src, ["onnx"], ["fp32", "int8"], tmp_path / "plain", base)
+    (m,) = convert(src, ["onnx"], ["int8"], tmp_path / "budgeted", dataclasses.replace(base, budget=Budget(max_drop_pp=BUDGET_PP)))
+    q = m.quantization
+    assert q["plain_int8"] > BUDGET_PP and q["measured"]["drop_pp"] <= BUDGET_PP and q["measured_by"] == "onnxruntime"
+    assert 0 < len(q["float_nodes"]) < 6 and q["budget"]["rows"] == len(xh)
+    assert m.total_bytes < 0.5 * fp32.total_bytes and plain.total_bytes < m.total_bytes
+    sess = ort.InferenceSession(str(m.folder / m.entry), providers=["CPUExecutionProvider"])
+    key = m.sig.inputs[0].binding or "x"
+    got = np.concatenate([sess.run(None, {key: xh[i:i + 1]})[0] for i in range(len(xh))])
+    assert abs(100 * float((got.argmax(1) == yh).mean()) - 100 * q["measured"]["accuracy"]) < 1e-3  # recorded to 6 places
+
+
 def test_inspect_names_the_culprit(outlier_source, digits_nchw):
     from edgeport.edge.inspect import LayerNamer, format_table, pt2e_layer_rows, tflite_layer_rows
     from edgeport.quantization import budget as B

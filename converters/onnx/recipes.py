@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeport.console import log as _log
 from edgeport.metrics import compare
 from edgeport.signature import Signature, dtype_name
 
@@ -88,6 +89,8 @@ def make_recipe(job: Job, float_path: Path, tool: str) -> Produced:
             pre = _preprocess(float_path, tmp / "pre.onnx", job, notes)
             quant = run_converter(lambda: _static(job, pre, out, tmp), "onnxruntime.quantization.quantize_static", job)
             quant["pre_process"] = "onnxruntime.quantization.shape_inference.quant_pre_process"
+            if job.budget is not None:  # --max-drop / --min-cosine / --min-snr: the fewest nodes kept float
+                quant.update(_hold_budget(job, pre, out, tmp, quant["calibrate_method"]))
         shutil.rmtree(tmp, ignore_errors=True)
     import onnx
 
@@ -204,14 +207,27 @@ def _reader(rows: list[dict]):
     return Rows()
 
 
-def _static(job: Job, pre: Path, out: Path, tmp: Path) -> dict:
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-
-    sig = onnx_signature(pre, job)
+def _split_rows(job: Job, sig: Signature) -> tuple[list[dict], list[dict]]:
+    """(calibration rows, rows held apart to choose the calibration method), as graph-input feeds."""
     rows = [{s.binding: np.ascontiguousarray(r[s.name]) for s in sig.inputs} for r in job.calib_rows()]
     n = len(rows)
-    k = max(1, n // 4) if n >= 8 else 0  # held apart to choose the calibration method
-    calib_rows, select_rows = rows[: n - k], rows[n - k :]
+    k = max(1, n // 4) if n >= 8 else 0
+    return rows[: n - k], rows[n - k :]
+
+
+def _quantize(pre: Path, out: Path, rows: list[dict], method: str, exclude: list[str] = ()) -> None:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print progress
+        quantize_static(str(pre), str(out), _reader(rows), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=getattr(CalibrationMethod, method), nodes_to_exclude=list(exclude))
+
+
+def _static(job: Job, pre: Path, out: Path, tmp: Path) -> dict:
+    sig = onnx_signature(pre, job)
+    calib_rows, select_rows = _split_rows(job, sig)
+    k = len(select_rows)  # held apart to choose the calibration method
     if k:
         select = {s.name: np.concatenate([r[s.binding] for r in select_rows]) for s in sig.inputs}
         selection = {"rows": k, "from": "the last quarter of the calibration rows, kept out of calibration"}
@@ -224,10 +240,7 @@ def _static(job: Job, pre: Path, out: Path, tmp: Path) -> dict:
     scores, paths = {}, {}
     for method in CALIBRATION_METHODS:
         p = tmp / f"{method}.onnx"
-        with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print progress
-            quantize_static(str(pre), str(p), _reader(calib_rows), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=getattr(CalibrationMethod, method))
+        _quantize(pre, p, calib_rows, method)
         got = _run(p, sig, select)
         c = compare(ref[primary.name], got[primary.name], primary.name)
         scores[method] = {k2: c[k2] for k2 in ("top1_agreement", "cosine_mean", "max_abs_diff", "snr_db") if k2 in c}
@@ -242,6 +255,88 @@ def _static(job: Job, pre: Path, out: Path, tmp: Path) -> dict:
             "candidates": scores, "selection": {**selection, "output": primary.name,
                                                 "by": f"{first}, then cosine_mean, against the float model"},
             "ops_quantized": _count_ops(out, ("QuantizeLinear",))}
+
+
+def _hold_budget(job: Job, pre: Path, out: Path, tmp: Path, method: str) -> dict:
+    """The accuracy budget on the held-out rows (onnxruntime runs every candidate): plain int8 when it holds, else
+    the fewest graph nodes kept float (``nodes_to_exclude``), ranked by the quantization noise of the tensor each
+    produces (onnxruntime's qdq_loss_debug SQNR, lowest first); bisected as the .tflite and .pte searches are.
+    ``out`` ends as the chosen model; an unmet budget raises with the best value reached."""
+    import time
+
+    from edgeport.quantization.budget import SearchLog, _budget_error, _prefix_search, goal, score, split_feeds
+
+    t0 = time.perf_counter()
+    g = goal(job.source.task, job.budget)
+    sig = onnx_signature(pre, job)
+    feeds, y = split_feeds(job.holdout, list(job.sig.input_names))
+    ref = job.source.float_outputs(feeds)
+    calib_rows, _ = _split_rows(job, sig)
+    log = SearchLog(g, f"{job.name} (onnxruntime)")
+
+    def evaluate(groups: list[list[str]]) -> dict:
+        p = tmp / "candidate.onnx"
+        _quantize(pre, p, calib_rows, method, [n for grp in groups for n in grp])
+        return score(g, ref, _run(p, sig, feeds), y)
+
+    res = plain = score(g, ref, _run(out, sig, feeds), y)
+    log.append({"float_layers": [], "value": plain["value"], "meets": plain["meets"], "runtime": "onnxruntime"})
+    chosen: list[str] = []
+    if not plain["meets"]:
+        _log("int8 .onnx: ranking nodes by the quantization noise of their outputs ...")
+        order = _noisiest_nodes(pre, out, calib_rows[:16], tmp)
+        found = _prefix_search(order, evaluate, g, log)
+        if found is None:
+            raise _budget_error(g, log, t0)
+        k, res = found
+        chosen = [n for grp in order[:k] for n in grp]
+        _quantize(pre, out, calib_rows, method, chosen)
+    return {"budget": {"metric": g.metric, "threshold": g.threshold, "rows": int(len(next(iter(feeds.values()))))},
+            "float_nodes": chosen, "measured": {k2: v for k2, v in res.items() if k2 != "meets"},
+            "plain_int8": plain["value"], "measured_by": "onnxruntime", "search": list(log),
+            "search_seconds": round(time.perf_counter() - t0, 2), "ops_quantized": _count_ops(out, ("QuantizeLinear",))}
+
+
+# Element-wise activations that quantize_static folds into the output range of the node before them: such a pair is
+# kept float together (an activation left float alone behind a quantized node gets that node's clipped range).
+_ACTIVATIONS = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Gelu", "Elu", "Selu",
+                "Softplus", "PRelu"}
+
+
+def _noisiest_nodes(pre: Path, qdq: Path, rows: list[dict], tmp: Path) -> list[list[str]]:
+    """Groups of node names of the float graph (a node with the activation that follows it), noisiest output tensor
+    first: the SQNR of each tensor before and after its own QuantizeLinear/DequantizeLinear pair
+    (onnxruntime.quantization.qdq_loss_debug)."""
+    from collections import Counter
+
+    import onnx
+    from onnxruntime.quantization.qdq_loss_debug import (collect_activations, compute_activation_error,
+                                                         create_activation_matching,
+                                                         modify_model_output_intermediate_tensors)
+
+    acts = {}
+    for what, model in (("float", pre), ("qdq", qdq)):
+        aug = tmp / f"{what}-aug.onnx"
+        modify_model_output_intermediate_tensors(str(model), str(aug))
+        acts[what] = collect_activations(str(aug), _reader(rows))
+    err = compute_activation_error(create_activation_matching(acts["qdq"], acts["float"]))
+    nodes = [nd for nd in onnx.load(str(pre)).graph.node if nd.name]
+    producer = {o: nd for nd in nodes for o in nd.output}
+    uses = Counter(i for nd in nodes for i in nd.input)
+    group: dict[str, list[str]] = {}
+    for nd in nodes:  # topological order: a producer is grouped before its activation
+        p = producer.get(nd.input[0]) if nd.input else None
+        if nd.op_type in _ACTIVATIONS and p is not None and uses[nd.input[0]] == 1:
+            group[p.name].append(nd.name)
+            group[nd.name] = group[p.name]
+        else:
+            group[nd.name] = [nd.name]
+    order: list[list[str]] = []
+    for t, e in sorted(err.items(), key=lambda kv: kv[1].get("qdq_err", float("inf"))):
+        g = group.get(producer[t].name) if t in producer else None
+        if g and g not in order:
+            order.append(g)
+    return order
 
 
 def _run(path: Path, sig: Signature, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
