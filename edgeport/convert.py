@@ -146,7 +146,14 @@ def convert(
             _log(f"removed {out / n}: staging left by an interrupted run")
         src = model if isinstance(model, Source) else load_source(model, weights=weights, inputs=inputs, task=task,
                                                                   imports=imports, name=name)
-        src.task = infer_task(src.signature, task or src.task)
+        if task or src.task:
+            src.task = infer_task(src.signature, task or src.task)
+        else:  # inferred: labels in --data speak for classification; say what was chosen and how to change it
+            labels = dat.load_dataset(options.data, "heldout").y if options.data and not dat.is_named(options.data) else None
+            src.task = infer_task(src.signature, labels=labels)
+            _log(f"note: {src.name}: task {src.task}, inferred from {'the labels in --data and ' if labels is not None else ''}"
+                 f"{src.signature.describe_inputs()} -> {src.signature.describe_outputs()}; pass --task"
+                 " classification|embedding|regression to choose it")
         for note in src.notes:
             _log(f"note: {src.name}: {note}")
         pl = plan(src.framework, targets, recipes)

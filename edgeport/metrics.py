@@ -151,9 +151,10 @@ def float_quality(task: str, ref: dict[str, np.ndarray], y: np.ndarray | None, p
     return None
 
 
-def infer_task(sig: Signature, explicit: str | None = None) -> str:
-    """--task if given; else embedding for token inputs with a 2-D float output, classification for a 2-D output
-    of at most 1,000 scores, regression otherwise."""
+def infer_task(sig: Signature, explicit: str | None = None, labels=None) -> str:
+    """--task if given; else classification when integer ``labels`` (the data's y) index the primary 2-D output's
+    columns; else embedding for token inputs with a 2-D float output, classification for a 2-D output of at most
+    1,000 scores, regression otherwise."""
     if explicit:
         if explicit not in TASKS:
             raise InputError(f"--task {explicit!r} is not one of {', '.join(TASKS)}")
@@ -164,6 +165,9 @@ def infer_task(sig: Signature, explicit: str | None = None) -> str:
     if out.role == "embedding":
         return "embedding"
     if out.labels or out.role == "logits":
+        return "classification"
+    if (labels is not None and len(out.shape) == 2 and np.issubdtype(np.asarray(labels).dtype, np.integer)
+            and len(labels) and 0 <= int(np.min(labels)) and int(np.max(labels)) < out.shape[1]):
         return "classification"
     tokens = any(t.role == "token_ids" for t in sig.inputs)
     if len(out.shape) == 2 and out.is_float:

@@ -94,6 +94,9 @@ class Signature:
     def describe_inputs(self) -> str:
         return ", ".join(f"{t.name}:{t.dtype}{list(t.shape)}" for t in self.inputs)
 
+    def describe_outputs(self) -> str:
+        return ", ".join(f"{t.name}:{t.dtype}{list(t.shape)}" for t in self.outputs)
+
     @property
     def single_image(self) -> TensorSpec | None:
         """The one image input of a single-input image model, else None."""

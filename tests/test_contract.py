@@ -183,3 +183,17 @@ def test_keras_custom_layer_with_import(user, tmp_path, capsys, monkeypatch):
     ms = convert_cli(capsys, "--model", tmp_path / "custom.keras", "--import", "usercode", "--to", "tflite", "--out",
                      tmp_path / "o")
     assert ms[0].parity["within_tolerance"] and ms[0].sig.input_names == ["v"]
+
+
+def test_task_inference_reads_labels_and_says_what_it_chose():
+    """Token ids -> a 2-D float output reads as an embedding, unless the data's integer labels index its columns:
+    then it is a classifier. --task always wins."""
+    from edgeport.metrics import infer_task
+    from edgeport.signature import Signature, TensorSpec, make_input
+
+    sig = Signature((make_input("input_ids", "int64", (1, 16), "token_ids"),), (TensorSpec("out", "float32", (1, 4), "tensor"),))
+    assert infer_task(sig) == "embedding"
+    assert infer_task(sig, labels=np.array([0, 3, 1])) == "classification"
+    assert infer_task(sig, labels=np.array([0, 4])) == "embedding"  # 4 is no column of a (1, 4) output
+    assert infer_task(sig, labels=np.array([0.5, 1.0])) == "embedding"  # not class indices
+    assert infer_task(sig, "regression", labels=np.array([0, 1])) == "regression"
