@@ -168,6 +168,7 @@ def convert(
             raise InputError(f"{src.model_id} has integer inputs ({src.signature.describe_inputs()}); pass --data data.npz"
                              " (or --calib) with real rows, one array per input, so that parity is measured on valid ids")
         float_out = src.float_outputs(probe)
+        probe, float_out = _fit_probe(probe, float_out, meta)
         example = {k: v[:1] for k, v in probe.items()}
         shared = Shared(src, _source_record(src), calib, probe, float_out, example, meta,
                         _place_preprocessing_files(src.preprocessing, out, run.dir), options,
@@ -210,6 +211,22 @@ def convert(
         run.keep_log = bool(quiet) or (isolate and quiet is None)  # a log that holds the failing tools' output
         log = str(shown) if run.keep_log or shown != run.kept_log else None
         raise ConversionFailed(written, [(f.name, f.reason) for f in failed], log=log)
+
+
+def _fit_probe(probe: dict, float_out: dict, meta: dict) -> tuple[dict, dict]:
+    """The probe rows that fit defaults.PROBE_MAX_BYTES (inputs and float outputs), at least PROBE_MIN_SAMPLES."""
+    from . import defaults
+
+    n = len(next(iter(probe.values())))
+    per_row = sum(v[:1].nbytes for v in (*probe.values(), *float_out.values()))
+    keep = max(min(n, defaults.PROBE_MIN_SAMPLES), min(n, defaults.PROBE_MAX_BYTES // max(per_row, 1)))
+    if keep >= n:
+        return probe, float_out
+    _log(f"note: probe rows cut from {n} to {keep} ({per_row:,} B each) to keep each artifact's probe sidecar"
+         f" near {defaults.PROBE_MAX_BYTES // 2**20} MiB")
+    if meta.get("probe") and "indices" in meta["probe"]:
+        meta["probe"]["indices"] = list(meta["probe"]["indices"])[:keep]
+    return {k: v[:keep] for k, v in probe.items()}, {k: v[:keep] for k, v in float_out.items()}
 
 
 def _budget_rows(src: Source, options: ConvertOptions, pl: Plan) -> dict | None:

@@ -8,6 +8,10 @@ SEED = 0
 HELDOUT_FRACTION = 0.2
 CALIB_SAMPLES = 200
 PROBE_SAMPLES = 64
+# Each artifact keeps its probe rows and float outputs beside it: rows are dropped (to PROBE_MIN_SAMPLES at least)
+# until they fit, so that a model with large inputs or outputs (masks, feature maps) does not carry MBs per artifact.
+PROBE_MAX_BYTES = 4 * 1024 * 1024
+PROBE_MIN_SAMPLES = 8
 LABELS = [str(i) for i in range(10)]
 
 # Evaluator
