@@ -244,7 +244,12 @@ def evaluate_in_browser(manifests: list[Manifest], data: str | None, score: Scor
         for m in mine:
             page_rows = by_name.get(m.name)
             if not page_rows:
-                rows.append(_error_row(m, "-", f"the page did not run {m.name} (see /api/manifests problems)"))
+                try:  # the page lists only artifacts whose files check out; say what the check found
+                    m.check_files(hashes=False)
+                    why = "the page did not list it"
+                except EdgeportError as e:
+                    why = one_line(e, 300)
+                rows.append(_error_row(m, "-", f"the page did not run {m.name}: {why}"))
                 continue
             if page_rows[0].get("crashed"):
                 rows.append(_error_row(m, "-", page_rows[0]["crashed"] + "; the other artifacts were measured"
