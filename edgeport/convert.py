@@ -57,6 +57,17 @@ class Plan:
     needs_calib: bool
 
 
+def _known_names(targets: list[str], recipes: list[str]) -> None:
+    from edgeport.recipes import get_recipe
+    from edgeport.registry import get_target
+
+    for t in targets:
+        get_target(t)
+    for r in recipes:
+        if r != "all":
+            get_recipe(r)
+
+
 def plan(framework: str, targets: list[str], recipes: list[str]) -> Plan:
     from edgeport.recipes import get_recipe
 
@@ -144,6 +155,7 @@ def convert(
     with RunFolder(out) as run, _sigterm_raises(), console.quiet(run.log, enabled=bool(quiet), shown=run.kept_log):
         for n in run.removed:
             _log(f"removed {out / n}: staging left by an interrupted run")
+        _known_names(targets, recipes)  # a target or recipe that does not exist fails before the model loads
         src = model if isinstance(model, Source) else load_source(model, weights=weights, inputs=inputs, task=task,
                                                                   imports=imports, name=name)
         if task or src.task:
