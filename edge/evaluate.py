@@ -79,7 +79,13 @@ class Context:
     def _prepare_probe(self, m: Manifest) -> Prepared:
         """No --data and no default set: the probe rows written at conversion, with the float outputs recorded then
         (agreement / cosine / SNR against float; no labels, so no accuracy)."""
-        probe = m.probe_arrays()
+        try:
+            probe = m.probe_arrays()
+        except EdgeportError:
+            raise
+        except Exception as e:  # a truncated or corrupt .probe.npz
+            raise InputError(f"{m.name}: its probe file is unreadable ({type(e).__name__}); re-convert the model, or"
+                             " pass --data data.npz") from None
         if not probe or not probe[0] or not probe[1]:
             raise InputError(f"{m.name}: no evaluation data (no --data, no default set, no probe rows); pass --data"
                              f" data.npz with one array per input ({m.sig.describe_inputs()}) and labels y for"
@@ -394,7 +400,7 @@ def evaluate(paths: list[str | Path], options: EvaluateOptions = EvaluateOptions
                 bench = {"fallbacks": options.fallback_backends} if quick else {
                     "warmup": options.warmup, "minRuns": options.min_runs, "minMs": options.min_seconds * 1000,
                     "fallbacks": options.fallback_backends}
-                rows, extra = evaluate_in_browser(ms, None if spec == PROBE_DATA else spec, ctx.score, quick=quick, bench=bench,
+                rows, extra = evaluate_in_browser(ms, dat.PROBE_SPEC if spec == PROBE_DATA else spec, ctx.score, quick=quick, bench=bench,
                                                   threads=list(dict.fromkeys(resolve_threads(t) for t in options.threads)),
                                                   browser=None if isinstance(browser, str) else browser)
                 report.merge(rows)

@@ -48,6 +48,11 @@ class Dataset:
         )
 
 
+# The data spec "the artifact's own probe rows (its sidecar)": what evaluate measures a model with no --data and no
+# default set on, natively and in the page alike.
+PROBE_SPEC = "probe:"
+
+
 def is_named(spec: str | None) -> bool:
     return bool(spec) and spec.startswith("builtin:")
 

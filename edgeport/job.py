@@ -84,8 +84,8 @@ def bind_keys(names: list[str], keys: list[str]) -> list[str]:
         return [bare[n][0] for n in names]
 
     def natural(k: str):
-        stem = re.sub(r":\d+$", "", k)
+        stem, _, idx = k.partition(":") if re.search(r":\d+$", k) else (k, "", "0")
         m = re.search(r"\d+$", stem)
-        return (int(m.group()) if m else -1, stem, k)
+        return (int(m.group()) if m else -1, stem, int(idx or 0), k)
 
     return sorted(keys, key=natural)

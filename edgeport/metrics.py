@@ -167,8 +167,9 @@ def infer_task(sig: Signature, explicit: str | None = None, labels=None) -> str:
     if out.labels or out.role == "logits":
         return "classification"
     if (labels is not None and len(out.shape) == 2 and np.issubdtype(np.asarray(labels).dtype, np.integer)
-            and len(labels) and 0 <= int(np.min(labels)) and int(np.max(labels)) < out.shape[1]):
-        return "classification"
+            and len(labels) and 0 <= int(np.min(labels))
+            and int(np.max(labels)) < out.shape[1] <= 2 * (int(np.max(labels)) + 1)):
+        return "classification"  # one score per class (a 384-d embedding with 0/1 labels stays an embedding)
     tokens = any(t.role == "token_ids" for t in sig.inputs)
     if len(out.shape) == 2 and out.is_float:
         if tokens:

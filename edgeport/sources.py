@@ -47,7 +47,10 @@ class Source:
         if self.extras.get("exported_module") is None:
             import types
 
-            from torchao.quantization.pt2e import move_exported_model_to_eval
+            try:
+                from torchao.quantization.pt2e import move_exported_model_to_eval
+            except ImportError:  # torch's own copy (older torch, no torchao)
+                from torch.ao.quantization import move_exported_model_to_eval
 
             m = move_exported_model_to_eval(self.model.module())
             m.train = types.MethodType(lambda self, mode=True: self, m)

@@ -153,11 +153,11 @@ def test_tfjs_fp32_agrees_with_keras(browser_report, manifests):
 
 
 class _CrashingBrowser:
-    """The session's Chromium, whose tabs really crash (CDP Page.crash kills the renderer) when the page asks for
-    `victim`'s evaluation data, i.e. when it starts that artifact."""
+    """The session's Chromium, whose tabs really crash (CDP Page.crash kills the renderer) when the page asks for a
+    victim's evaluation data, i.e. when it starts that artifact."""
 
-    def __init__(self, browser, victim):
-        self.browser, self.victim, self.crashes = browser, victim, 0
+    def __init__(self, browser, victims):
+        self.browser, self.victims, self.crashes = browser, victims, 0
 
     def new_page(self, *a, **k):
         page = self.browser.new_page(*a, **k)
@@ -174,28 +174,56 @@ class _CrashingBrowser:
             except Exception:  # noqa: BLE001
                 pass
 
-        page.route(f"**/api/data/{self.victim}", crash)
+        for v in self.victims:
+            page.route(f"**/api/data/{v}", crash)
         return page
 
 
-def test_a_crashed_tab_costs_only_the_artifact_it_was_on(browser, manifests):
+@pytest.mark.parametrize("victims", [(1,), (1, 2)], ids=["one", "two-the-last-left"])
+def test_a_crashed_tab_costs_only_the_artifact_it_was_on(browser, manifests, victims):
     """A renderer that dies (OOM, a runtime abort) is one error row; the other artifacts of the folder keep their
     rows, scored from their real outputs. The artifact in flight is found from the page's own data requests, so
-    recovery takes two fresh tabs, not one per artifact."""
+    recovery takes two fresh tabs per crash, not one per artifact; a crash among the artifacts left over, down to
+    the last one, is handled the same way."""
     from edgeport.web.browser import evaluate_in_browser
 
     names = sorted(n for n, m in manifests.items() if m.target in ("tflite", "tfjs") and m.recipe == "fp32")[:3]
-    victim = names[1]
+    bad = [names[i] for i in victims]
     scored = {}
-    crashing = _CrashingBrowser(browser, victim)
+    crashing = _CrashingBrowser(browser, bad)
     rows, _ = evaluate_in_browser([manifests[n] for n in names], None,
                                   lambda m, outs: scored.setdefault(m.name, sorted(outs)) and {},
                                   quick=True, browser=crashing, threads=[1], backends="wasm")
     by = {r.artifact: r for r in rows}
     assert set(by) == set(names)
-    assert by[victim].error and "tab crashed running " + victim in by[victim].error
     for n in names:
-        if n != victim:
+        if n in bad:
+            assert by[n].error and "tab crashed running " + n in by[n].error, by[n].error
+        else:
             assert by[n].error is None and by[n].latency_ms["p50"] > 0, (n, by[n].error)
             assert scored[n] == ["logits"]
-    assert crashing.crashes == 2  # the whole run, then the victim alone
+    assert crashing.crashes == 2 * len(bad)  # each crash: the run it ended, then the victim alone
+
+
+def test_browser_without_data_measures_the_probe_rows(browser, tmp_path):
+    """No --data and no default set: the page gets the probe rows the native side measures (64 of 100 data rows
+    here), so browser rows are scored against the float outputs recorded on those same rows."""
+    import torch
+
+    from edgeport.config import ConvertOptions, EvaluateOptions
+    from edgeport.convert import convert
+    from edgeport.edge.evaluate import PROBE_DATA, evaluate
+    from edgeport.signature import make_input
+    from edgeport.sources import load_source
+
+    torch.manual_seed(0)
+    src = load_source(torch.nn.Sequential(torch.nn.Linear(6, 4)).eval(), inputs=[make_input("x", "float32", (1, 6))])
+    np.savez(tmp_path / "rows.npz", x=np.random.default_rng(0).normal(size=(100, 6)).astype(np.float32))
+    (m,) = convert(src, ["tflite"], ["fp32"], tmp_path / "art", ConvertOptions(data=str(tmp_path / "rows.npz")),
+                   task="classification")
+    report = evaluate([tmp_path / "art"], EvaluateOptions(threads=("1",)), browser=browser, quick=True)
+    web = [r for r in report.rows if r.device == "chromium" and not r.skipped]
+    native = [r for r in report.rows if r.device == "local"]
+    assert web and native and report.extra["data_by_source"][m.source["model"]] == PROBE_DATA
+    for r in web + native:
+        assert r.error is None and r.samples == 64 and r.agreement == 1.0 and r.accuracy is None, (r.backend, r.error)

@@ -197,3 +197,5 @@ def test_task_inference_reads_labels_and_says_what_it_chose():
     assert infer_task(sig, labels=np.array([0, 4])) == "embedding"  # 4 is no column of a (1, 4) output
     assert infer_task(sig, labels=np.array([0.5, 1.0])) == "embedding"  # not class indices
     assert infer_task(sig, "regression", labels=np.array([0, 1])) == "regression"
+    emb = Signature(sig.inputs, (TensorSpec("e", "float32", (1, 384), "tensor"),))
+    assert infer_task(emb, labels=np.array([0, 1, 1])) == "embedding"  # 0/1 labels do not make 384 dims classes

@@ -100,23 +100,24 @@ class TabCrashed(EdgeportError):
 
 
 def _bench_isolating(browser, url: str, backends: str, timeout_s: float, artifacts: list[str] | None,
-                     folder: Path) -> tuple[dict, list[str]]:
+                     folder: Path, top: bool = True) -> tuple[dict, list[str]]:
     """_bench_in, where a crashed tab costs only the artifact it was on: that one is rerun alone (a crashed row if
-    it crashes again), and the others in a fresh tab (the same again if that one crashes)."""
+    it crashes again), and the others in a fresh tab (the same again if that one crashes). Each retry gets the full
+    ``timeout_s``. Only a crash of the whole run of a single artifact (``top``) is raised to the caller."""
+    names = artifacts or [m.name for m in _web_manifests(folder)]
     try:
         return _bench_in(browser, url, backends, timeout_s, artifacts)
     except TabCrashed as e:
-        names = artifacts or [m.name for m in _web_manifests(folder)]
         if len(names) <= 1:
-            raise
+            if top:
+                raise
+            return {"rows": [{"artifact": n, "crashed": str(e)} for n in names]}, []
         suspect = e.last if e.last in names else names[0]
         _log(f"browser: {one_line(e, 200)}; running {suspect} in a tab of its own and the other"
              f" {len(names) - 1} in another")
-    try:
-        merged, errors = _bench_in(browser, url, backends, timeout_s, [suspect])
-    except TabCrashed as e:
-        merged, errors = {"rows": [{"artifact": suspect, "crashed": str(e)}]}, []
-    rest, more = _bench_isolating(browser, url, backends, timeout_s, [n for n in names if n != suspect], folder)
+    merged, errors = _bench_isolating(browser, url, backends, timeout_s, [suspect], folder, top=False)
+    rest, more = _bench_isolating(browser, url, backends, timeout_s, [n for n in names if n != suspect], folder,
+                                  top=False)
     for k, v in rest.items():
         merged.setdefault(k, v)
     merged["rows"] = merged.get("rows", []) + rest.get("rows", [])
@@ -168,10 +169,19 @@ def _bench_in(browser, url: str, backends: str, timeout_s: float,
                 raise EdgeportError(f"browser page failed: {page.text_content('#status')}"
                                     + (f" (console: {one_line(errors[0], 200)})" if errors else ""))
             report = json.loads(page.text_content("#report"))
-            # Outputs stay in the page as float32 until asked for, one row at a time (no giant string).
+            # Outputs stay in the page as float32 until asked for, one row at a time (no giant string); a row whose
+            # outputs cannot be handed over is that row's error, and a crash here is blamed on that row's artifact.
             for i, r in enumerate(report.get("rows", [])):
                 if "pending" in (r.get("outputs"), r.get("probe_outputs")):
-                    r.update(json.loads(page.evaluate("i => window.edgeportRowOutputs(i)", i)))
+                    requested.append(r.get("artifact"))
+                    try:
+                        r.update(json.loads(page.evaluate("i => window.edgeportRowOutputs(i)", i)))
+                    except Exception as e:  # noqa: BLE001 - playwright's Error: a page-side failure or a crash
+                        if crashed or "crash" in str(e).lower():
+                            raise
+                        r.update(outputs=None, probe_outputs=None,
+                                 error=f"{r.get('runtime')}/{r.get('backend')}: outputs could not leave the page"
+                                       f" ({one_line(e, 160)})")
             return report, errors
         except EdgeportError:
             raise

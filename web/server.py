@@ -137,8 +137,10 @@ def artifact_inputs(m: Manifest, feeds: dict[str, np.ndarray]) -> dict[str, np.n
 def data_for(m: Manifest, spec: str | None) -> bytes:
     """The evaluation data as the artifact's inputs, packed: ``spec``'s held-out split (a named set) or all of it
     (an .npz). With no spec: the data set the artifact's parity probe came from, else the probe rows themselves."""
-    from edgeport.data import load_dataset, model_inputs
+    from edgeport.data import PROBE_SPEC, load_dataset, model_inputs
 
+    if spec == PROBE_SPEC:
+        return probe_for(m)
     spec = spec or default_data(m)
     if not spec:
         if m.probe_arrays() is None:

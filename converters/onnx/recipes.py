@@ -81,23 +81,31 @@ def make_recipe(job: Job, float_path: Path, tool: str) -> Produced:
     else:
         tmp = job.workdir / ".onnx-quant"
         tmp.mkdir()
-        if job.recipe == "dynamic-int8":
-            # On the exported graph as is: quant_pre_process fuses Linear layers into Gemm, which quantize_dynamic
-            # leaves float, and its fusions cost accuracy here (MiniLM: 0.9936 after pre-processing, 0.996 without).
-            quant = run_converter(lambda: _dynamic(float_path, out), "onnxruntime.quantization.quantize_dynamic", job)
-        else:
-            pre = _preprocess(float_path, tmp / "pre.onnx", job, notes)
-            quant = run_converter(lambda: _static(job, pre, out, tmp), "onnxruntime.quantization.quantize_static", job)
-            quant["pre_process"] = "onnxruntime.quantization.shape_inference.quant_pre_process"
-            if job.budget is not None:  # --max-drop / --min-cosine / --min-snr: the fewest nodes kept float
-                quant.update(_hold_budget(job, pre, out, tmp, quant["calibrate_method"]))
-        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            quant = _quantized(job, float_path, out, tmp, notes)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     import onnx
 
     run_converter(lambda: onnx.checker.check_model(str(out), full_check=True), "onnx.checker", job)
     if quant is not None:
         quant["opset"] = opset
     return Produced(entry=out.name, files=[out.name], signature=onnx_signature(out, job), notes=notes, quantization=quant)
+
+
+def _quantized(job: Job, float_path: Path, out: Path, tmp: Path, notes: list[str]) -> dict:
+    """dynamic-int8 or int8 (with its accuracy budget) into ``out``; ``tmp`` is scratch, removed by the caller."""
+    if job.recipe == "dynamic-int8":
+        # On the exported graph as is: quant_pre_process fuses Linear layers into Gemm, which quantize_dynamic
+        # leaves float, and its fusions cost accuracy here (MiniLM: 0.9936 after pre-processing, 0.996 without).
+        quant = run_converter(lambda: _dynamic(float_path, out), "onnxruntime.quantization.quantize_dynamic", job)
+    else:
+        pre = _preprocess(float_path, tmp / "pre.onnx", job, notes)
+        quant = run_converter(lambda: _static(job, pre, out, tmp), "onnxruntime.quantization.quantize_static", job)
+        quant["pre_process"] = "onnxruntime.quantization.shape_inference.quant_pre_process"
+        if job.budget is not None:  # --max-drop / --min-cosine / --min-snr: the fewest nodes kept float
+            quant.update(_hold_budget(job, pre, out, tmp, quant["calibrate_method"]))
+    return quant
 
 
 # ----------------------------------------------------------------------------------------------------- recipes
@@ -284,7 +292,8 @@ def _hold_budget(job: Job, pre: Path, out: Path, tmp: Path, method: str) -> dict
     chosen: list[str] = []
     if not plain["meets"]:
         _log("int8 .onnx: ranking nodes by the quantization noise of their outputs ...")
-        order = _noisiest_nodes(pre, out, calib_rows[:16], tmp)
+        order = run_converter(lambda: _noisiest_nodes(pre, out, calib_rows[:16], tmp),
+                              "onnxruntime.quantization.qdq_loss_debug", job)
         found = _prefix_search(order, evaluate, g, log)
         if found is None:
             raise _budget_error(g, log, t0)

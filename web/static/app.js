@@ -593,7 +593,9 @@ async function runBenchmark() {
 /** Row i's outputs (every sample) and parity-probe outputs as base64 float32 ({name: base64}), as JSON. */
 window.edgeportRowOutputs = (i) => {
   const r = state.benchRows[i], b64 = (o) => (o ? b64Outputs(o) : null);
-  return JSON.stringify({ outputs: b64(r.outputs), probe_outputs: b64(r.probe_outputs) });
+  const json = JSON.stringify({ outputs: b64(r.outputs), probe_outputs: b64(r.probe_outputs) });
+  r.outputs = r.probe_outputs = null;  // handed over: free them before the next row is encoded
+  return json;
 };
 $('#run-bench').addEventListener('click', () => runBenchmark().catch((e) => { console.error(e); setStatus('error', `error: ${errText(e)}`); }));
 
