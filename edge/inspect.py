@@ -41,15 +41,21 @@ def inspect(manifest_path: str | Path, data_spec: str | None = None, *, max_samp
     from edgeport.manifest import Manifest
 
     m = Manifest.read(manifest_path)
+    if m.target not in ("tflite", "pte"):  # before any framework loads
+        raise InputError(f"{m.name}: inspect supports .tflite and .pte artifacts, not {m.target}")
     spec = data_spec or m.source.get("default_data")
-    if not spec:
-        raise InputError(f"{m.name}: no data to inspect with; pass --data data.npz with one array per input"
-                         f" ({m.sig.describe_inputs()})")
-    ds = dat.load_dataset(spec, "heldout")
     sig = m.sig
     plain = type(sig)(tuple(s.with_(binding=None, quantization=None, dtype="float32" if s.quantization else s.dtype) for s in sig.inputs),
                       tuple(s.with_(binding=None, quantization=None, dtype="float32" if s.quantization else s.dtype) for s in sig.outputs))
-    feeds = dat.model_inputs(ds, plain, m.preprocessing, root=m.folder, what="inspect data")
+    if spec:
+        ds = dat.load_dataset(spec, "heldout")
+        feeds = dat.model_inputs(ds, plain, m.preprocessing, root=m.folder, what="inspect data")
+    else:  # no --data and no default set: the probe rows written at conversion
+        probe = m.probe_arrays()
+        if not probe or not probe[0]:
+            raise InputError(f"{m.name}: no data to inspect with; pass --data data.npz with one array per input"
+                             f" ({m.sig.describe_inputs()})")
+        feeds = probe[0]
     n = min(max_samples, len(next(iter(feeds.values()))))
     feeds = {k: v[:n] for k, v in feeds.items()}
     src = _load_source(m)

@@ -119,9 +119,16 @@ def _check_port(port: int) -> None:
 
 
 def cmd_inspect(a) -> int:
+    import tempfile
+
     from edgeport.edge.inspect import cmd_inspect as run
 
-    return run(a)
+    from .console import quiet
+
+    # Library output (TF's C++ lines, absl warnings) would bury the table; -v shows it. inspect writes no folder,
+    # so the log lives only as long as the command.
+    with tempfile.TemporaryDirectory(prefix="edgeport-inspect-") as d, quiet(Path(d) / "edgeport.log", enabled=not a.verbose):
+        return run(a)
 
 
 def cmd_serve(a) -> int:
@@ -157,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="show every library's output (by default it goes to edgeport.log in the --out folder)")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
-                        help="show every library's output (by default it goes to edgeport.log in the --out folder)")
+                        help="show every library's output (by default convert and evaluate put it in edgeport.log in"
+                        " the --out folder; inspect drops it)")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     s = sub.add_parser("targets", parents=[common], help="print the supported (framework, target, recipe) matrix", allow_abbrev=False)
@@ -195,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("inspect", parents=[common], allow_abbrev=False,
                        help="layer-by-layer divergence of a quantized artifact from its float source, worst first")
     s.add_argument("artifact", help="a *.manifest.json of a quantized .tflite or .pte")
-    s.add_argument("--data", default=None, help="a named set (its held-out split) or an .npz; default: the model's own set")
+    s.add_argument("--data", default=None, help="a named set (its held-out split) or an .npz; default: the model's own"
+                   " set, else the probe rows written at conversion")
     s.add_argument("--max-samples", type=int, default=32, help="rows of data to run (default 32)")
     s.add_argument("--top", type=int, default=None, help="print only the N worst layers")
     s.add_argument("--json", action="store_true", help="print the rows as JSON")

@@ -633,6 +633,21 @@ def test_evaluate_without_data_measures_the_probe_rows(pt2_art):
     assert report.extra["data_by_source"][row.source] == PROBE_DATA
 
 
+def test_inspect_without_data_uses_the_probe_rows(pt2_art, capsys, tmp_path):
+    """inspect, like evaluate, falls back to the probe rows of a user model with no default set."""
+    import json
+
+    from edgeport.config import ConvertOptions
+    from edgeport.convert import convert
+
+    (m,) = convert(str(pt2_art / "cls.pt2"), ["pte"], ["int8"], tmp_path / "q",
+                   ConvertOptions(calib=str(pt2_art / "data.npz")), task="classification")
+    code, lines, out = run_cli(capsys, "inspect", str(m.path), "--json")
+    assert code == 0 and not lines, lines
+    rows = json.loads(out)
+    assert rows and all(r["snr_db"] > 20 for r in rows), rows  # one int8 Linear: no collapse
+
+
 def test_bad_evaluation_data_fails_the_run_in_one_line(pt2_art, capsys, tmp_path):
     """A --data file that is missing is refused before a report folder exists (exit 2); one that fits no model
     makes every row an error, and a run where every row failed exits 1 with the first reason."""
