@@ -104,11 +104,11 @@ def cmd_evaluate(a) -> int:
         print(table(report))
         print(f"\nreport: {Path(a.out) / 'report.json'} and {Path(a.out) / 'report.html'}")
     errors = [r for r in report.rows if r.error and not r.skipped]  # a skipped row (no WebGPU adapter) is no failure
-    if errors and len(errors) == len([r for r in report.rows if not r.skipped]):
-        print(f"edgeport: error: every row failed; first: {errors[0].artifact}: {errors[0].error}", file=sys.stderr)
-        return 1
     if errors and a.strict:
         print(f"edgeport: error: {len(errors)} row(s) failed (--strict); first: {errors[0].artifact}: {errors[0].error}", file=sys.stderr)
+        return 1
+    if errors and len(errors) == len([r for r in report.rows if not r.skipped]):
+        print(f"edgeport: error: every row failed; first: {errors[0].artifact}: {errors[0].error}", file=sys.stderr)
         return 1
     return 0
 
