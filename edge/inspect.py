@@ -115,13 +115,17 @@ def _inspect_pte(m, src, feeds) -> list[dict]:
 
     import torch
 
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)  # observers on batch-1 tensors are far faster on one thread
-    q = m.quantization or {}
-    calib = calibration_batches_for(m, src)
-    float_gm, quant_gm = pt2e_graphs(src, calib, dynamic=m.recipe == "dynamic-int8",
-                                     equalization=q.get("equalization"), float_layers=q.get("float_layers") or [])
-    names = [s.name for s in m.sig.inputs]
-    return pt2e_layer_rows(float_gm, quant_gm, _torch_batches(feeds, names))
+    try:
+        q = m.quantization or {}
+        calib = calibration_batches_for(m, src)
+        float_gm, quant_gm = pt2e_graphs(src, calib, dynamic=m.recipe == "dynamic-int8",
+                                         equalization=q.get("equalization"), float_layers=q.get("float_layers") or [])
+        names = [s.name for s in m.sig.inputs]
+        return pt2e_layer_rows(float_gm, quant_gm, _torch_batches(feeds, names))
+    finally:  # the caller's thread count, whatever happened (it was left at 1: later training in the process differed)
+        torch.set_num_threads(threads)
 
 
 def _torch_batches(feeds: dict[str, np.ndarray], names: list[str]) -> list[tuple]:

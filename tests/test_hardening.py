@@ -642,8 +642,12 @@ def test_inspect_without_data_uses_the_probe_rows(pt2_art, capsys, tmp_path):
 
     (m,) = convert(str(pt2_art / "cls.pt2"), ["pte"], ["int8"], tmp_path / "q",
                    ConvertOptions(calib=str(pt2_art / "data.npz")), task="classification")
+    import torch
+
+    threads = torch.get_num_threads()
     code, lines, out = run_cli(capsys, "inspect", str(m.path), "--json")
     assert code == 0 and not lines, lines
+    assert torch.get_num_threads() == threads  # inspect leaves the process's torch threads as it found them
     rows = json.loads(out)
     assert rows and all(r["snr_db"] > 20 for r in rows), rows  # one int8 Linear: no collapse
 
