@@ -40,13 +40,20 @@ def outlier_cnn(scale: float = OUTLIER):
     X, Y = torch.from_numpy(x), torch.from_numpy(y)
     opt = torch.optim.Adam(m.parameters(), 1e-2)
     g = torch.Generator().manual_seed(SEED)
-    for _ in range(3):
-        perm = torch.randperm(len(X), generator=g)
-        for i in range(0, len(X), 64):
-            b = perm[i:i + 64]
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(m(X[b]), Y[b]).backward()
-            opt.step()
+    # A fixed thread count: float reductions split per thread, so the trained bits (and with them the search's exact
+    # answer) would otherwise follow the machine's core count or a thread count left behind by earlier code.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for _ in range(3):
+            perm = torch.randperm(len(X), generator=g)
+            for i in range(0, len(X), 64):
+                b = perm[i:i + 64]
+                opt.zero_grad()
+                torch.nn.functional.cross_entropy(m(X[b]), Y[b]).backward()
+                opt.step()
+    finally:
+        torch.set_num_threads(threads)
     m.eval()
     with torch.no_grad():
         m.conv1.weight[0] *= scale
