@@ -59,7 +59,6 @@ class Plan:
 
 def _known_names(targets: list[str], recipes: list[str]) -> None:
     from edgeport.recipes import get_recipe
-    from edgeport.registry import get_target
 
     for t in targets:
         get_target(t)
@@ -161,7 +160,7 @@ def convert(
         if task or src.task:
             src.task = infer_task(src.signature, task or src.task)
         else:  # inferred: labels in --data speak for classification; say what was chosen and how to change it
-            labels = dat.load_dataset(options.data, "heldout").y if options.data and not dat.is_named(options.data) else None
+            labels = dat.npz_labels(options.data) if options.data and not dat.is_named(options.data) else None
             src.task = infer_task(src.signature, labels=labels)
             _log(f"note: {src.name}: task {src.task}, inferred from {'the labels in --data and ' if labels is not None else ''}"
                  f"{src.signature.describe_inputs()} -> {src.signature.describe_outputs()}; pass --task"

@@ -66,6 +66,16 @@ def load_dataset(spec: str, split: str = "heldout") -> Dataset:
     return load_npz(spec)
 
 
+def npz_labels(path: str | Path) -> np.ndarray | None:
+    """Only the labels ``y`` of an .npz (npz members load one at a time: the inputs stay on disk); None when it has
+    none or cannot be read (loading it for real, later, says why)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return np.asarray(z["y"]) if "y" in z.files else None
+    except Exception:  # noqa: BLE001 - missing, corrupt: load_npz's one-line error comes with the real load
+        return None
+
+
 def load_npz(path: str | Path) -> Dataset:
     p = Path(path)
     if not p.is_file():

@@ -104,10 +104,10 @@ def _bench_isolating(browser, url: str, backends: str, timeout_s: float, artifac
     """_bench_in, where a crashed tab costs only the artifact it was on: that one is rerun alone (a crashed row if
     it crashes again), and the others in a fresh tab (the same again if that one crashes). Each retry gets the full
     ``timeout_s``. Only a crash of the whole run of a single artifact (``top``) is raised to the caller."""
-    names = artifacts or [m.name for m in _web_manifests(folder)]
     try:
         return _bench_in(browser, url, backends, timeout_s, artifacts)
     except TabCrashed as e:
+        names = artifacts or [m.name for m in _web_manifests(folder)]
         if len(names) <= 1:
             if top:
                 raise
@@ -125,13 +125,25 @@ def _bench_isolating(browser, url: str, backends: str, timeout_s: float, artifac
 
 
 def _web_manifests(folder: Path) -> list[Manifest]:
+    """The readable web manifests of ``folder`` (what its page lists)."""
     from edgeport.manifest import find_manifests
+
+    ms = []
+    for p in find_manifests([folder]):
+        try:
+            ms.append(Manifest.read(p))
+        except EdgeportError:
+            continue
+    return _web_only(ms)
+
+
+def _web_only(manifests) -> list[Manifest]:
+    """The manifests a browser adapter runs (an unreadable one, or one of an unknown target, is not)."""
     from edgeport.registry import get_target
 
     out = []
-    for p in find_manifests([folder]):
+    for m in manifests:
         try:
-            m = Manifest.read(p)
             if get_target(m.target).browser:
                 out.append(m)
         except EdgeportError:
@@ -151,6 +163,7 @@ def _bench_in(browser, url: str, backends: str, timeout_s: float,
     page.on("dialog", lambda d: (errors.append(f"dialog: {d.message}"), d.dismiss()))
     page.on("crash", lambda *_: crashed.append(True))
     requested: list[str] = []  # the artifacts whose data the page asked for, in order: the last is in flight
+    lost = lambda e: bool(crashed) or "crash" in str(e).lower()  # noqa: E731 - playwright's Error of a dead tab
     page.on("request", lambda r: requested.append(unquote(r.url.split("/api/data/", 1)[1]))
             if "/api/data/" in r.url else None)
     query = urlencode([("bench", "1"), ("backends", backends)] + [("artifact", a) for a in artifacts or []])
@@ -177,7 +190,7 @@ def _bench_in(browser, url: str, backends: str, timeout_s: float,
                     try:
                         r.update(json.loads(page.evaluate("i => window.edgeportRowOutputs(i)", i)))
                     except Exception as e:  # noqa: BLE001 - playwright's Error: a page-side failure or a crash
-                        if crashed or "crash" in str(e).lower():
+                        if lost(e):
                             raise
                         r.update(outputs=None, probe_outputs=None,
                                  error=f"{r.get('runtime')}/{r.get('backend')}: outputs could not leave the page"
@@ -186,7 +199,7 @@ def _bench_in(browser, url: str, backends: str, timeout_s: float,
         except EdgeportError:
             raise
         except Exception as e:  # playwright's Error: the tab crashed or the driver lost it
-            if crashed or "crash" in str(e).lower():
+            if lost(e):
                 what = ", ".join(artifacts) if artifacts else "the benchmark"
                 raise TabCrashed(f"the browser tab crashed running {what} (out of memory, or the runtime aborted"
                                  " the renderer)", last=requested[-1] if requested else None) from None
@@ -223,15 +236,7 @@ def evaluate_in_browser(manifests: list[Manifest], data: str | None, score: Scor
 
     An unavailable backend is a row with ``skipped`` set; a page or artifact failure is an error row, never a lost
     report. Raises InputError only when the user must act (no Chromium, no JS runtimes)."""
-    from edgeport.registry import get_target
-
-    web = []
-    for m in manifests:
-        try:
-            if get_target(m.target).browser:
-                web.append(m)
-        except EdgeportError:
-            continue
+    web = _web_only(manifests)
     rows: list[Row] = []
     facts: dict = {}
     for folder in sorted({m.folder for m in web}):
