@@ -42,8 +42,11 @@ class Job:
 
     @property
     def budget(self):
-        """The accuracy budget an int8 recipe must hold (``--max-drop`` / ``--min-cosine``), or None."""
-        return getattr(self.options, "budget", None) if self.recipe == "int8" else None
+        """The accuracy budget this recipe must hold (``--max-drop`` / ``--min-cosine`` / ``--min-snr``), or None for
+        a recipe that cannot hold one (the pipeline refuses a budget no planned recipe can hold)."""
+        from .recipes import get_recipe
+
+        return getattr(self.options, "budget", None) if get_recipe(self.recipe).budget else None
 
     def calib_rows(self):
         """Calibration samples one at a time, each {input name: (1, ...)}."""

@@ -30,6 +30,7 @@ class Converter:
     recipes: tuple[str, ...]  # supported recipes, in table order
     fn: Callable  # fn(job) -> Produced
     tool: str  # the official tool that does the work
+    budget: tuple[str, ...] = ()  # recipes it runs an accuracy-budget search for (job.budget), each a budget recipe
 
 
 @dataclass
@@ -68,18 +69,25 @@ def register_target(name: str, *, suffix: str, runner: type | None, runtime: str
     return t
 
 
-def converter(target: str, framework: str, *, recipes: tuple[str, ...], tool: str):
-    """Decorator: ``@converter("pte", "torch", recipes=("fp32", "int8"), tool="executorch.exir")``."""
+def converter(target: str, framework: str, *, recipes: tuple[str, ...], tool: str, budget: tuple[str, ...] = ()):
+    """Decorator: ``@converter("pte", "torch", recipes=("fp32", "int8"), tool="executorch.exir", budget=("int8",))``.
+    ``budget``: the recipes for which the converter holds an accuracy budget (``job.budget``); a budget flag on any
+    other (target, recipe) is refused rather than ignored."""
     from edgeport.recipes import get_recipe
 
     def deco(fn):
         for r in recipes:
             get_recipe(r)
+        for r in budget:
+            if r not in recipes or not get_recipe(r).budget:
+                raise RuntimeError(f"converter {framework} -> {target}: budget recipe {r!r} must be one of its recipes"
+                                   " that can hold a budget (Recipe.budget)")
         t = _TARGETS[target]
         if framework in t.converters:
             raise RuntimeError(f"converter {framework} -> {target} registered twice")
-        t.converters[framework] = Converter(framework, tuple(recipes), fn, tool)
+        t.converters[framework] = Converter(framework, tuple(recipes), fn, tool, tuple(budget))
         return fn
+
 
     return deco
 

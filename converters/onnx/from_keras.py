@@ -48,6 +48,6 @@ def _export(job: Job) -> Path:
     return path
 
 
-@converter("onnx", "keras", recipes=RECIPES, tool=TOOL)
+@converter("onnx", "keras", recipes=RECIPES, tool=TOOL, budget=("int8",))
 def convert(job: Job) -> Produced:
     return make_recipe(job, _export(job), TOOL)

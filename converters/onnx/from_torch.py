@@ -77,6 +77,6 @@ def _rename(g, old: str, new: str) -> None:
                 _rename(sub, old, new)
 
 
-@converter("onnx", "torch", recipes=RECIPES, tool=TOOL)
+@converter("onnx", "torch", recipes=RECIPES, tool=TOOL, budget=("int8",))
 def convert(job: Job) -> Produced:
     return make_recipe(job, _export(job), TOOL)

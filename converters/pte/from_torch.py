@@ -46,7 +46,7 @@ def _quantize(job: Job):
     return torch.export.export(converted, job.example_torch(), strict=False), facts
 
 
-@converter("pte", "torch", recipes=("fp32", "dynamic-int8", "int8"), tool="executorch.exir (XNNPACK)")
+@converter("pte", "torch", recipes=("fp32", "dynamic-int8", "int8"), tool="executorch.exir (XNNPACK)", budget=("int8",))
 def convert(job: Job) -> Produced:
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.devtools.backend_debug import get_delegation_info

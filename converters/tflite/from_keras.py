@@ -7,7 +7,7 @@ from edgeport.registry import converter
 from ..common import Job, Produced, keras_saved_model, run_converter, tflite_signature
 
 
-@converter("tflite", "keras", recipes=("fp32", "fp16", "dynamic-int8", "int8"), tool="tf.lite.TFLiteConverter")
+@converter("tflite", "keras", recipes=("fp32", "fp16", "dynamic-int8", "int8"), tool="tf.lite.TFLiteConverter", budget=("int8",))
 def convert(job: Job) -> Produced:
     import tensorflow as tf
 

@@ -54,7 +54,8 @@ def _static_int8(job: Job) -> tuple[bytes, dict]:
     return run_converter(go, "litert-torch PT2E", job)
 
 
-@converter("tflite", "torch", recipes=("fp32", "fp16", "dynamic-int8", "int8"), tool="litert-torch (+ ai-edge-quantizer)")
+@converter("tflite", "torch", recipes=("fp32", "fp16", "dynamic-int8", "int8"), tool="litert-torch (+ ai-edge-quantizer)",
+           budget=("int8",))
 def convert(job: Job) -> Produced:
     from edgeport.quantization import aeq
 
