@@ -23,9 +23,11 @@ def _csv(s: str) -> list[str]:
 
 def cmd_targets(a) -> int:
     from .recipes import RECIPES
-    from .registry import matrix_table
+    from .registry import matrix_table, runtimes_table
 
     print(matrix_table())
+    print()
+    print(runtimes_table())
     print()
     for r in RECIPES.values():
         print(f"  {r.name:<13} {r.description}" + ("  [needs --calib, or the model's default data]" if r.needs_calibration else ""))
@@ -50,7 +52,10 @@ def cmd_convert(a) -> int:
 
         kw = {k: v for k, v in (("max_drop_pp", a.max_drop), ("min_cosine", a.min_cosine)) if v is not None}
         budget = Budget(**kw)
-    opts = ConvertOptions(calib=a.calib, data=a.data, int8_io=a.int8_io, strict_parity=a.strict_parity, budget=budget)
+    from .fronts import parse_norm
+
+    opts = ConvertOptions(calib=a.calib, data=a.data, int8_io=a.int8_io, strict_parity=a.strict_parity, budget=budget,
+                          input_format=a.input_format, mean=parse_norm(a.mean, "--mean"), std=parse_norm(a.std, "--std"))
     timeout = CONVERT_TIMEOUT_S if a.timeout is None else a.timeout
     if timeout <= 0:
         raise InputError(f"--timeout must be positive, got {timeout:g}")
@@ -80,7 +85,9 @@ def cmd_evaluate(a) -> int:
     from .fileio import RunFolder
     from .report import table
 
-    opts = EvaluateOptions(threads=tuple(_csv(a.threads)), data=a.data, timeout_s=a.timeout, budget=_budget(a))
+    runtimes, runtime_options = _runtime_choice(a)
+    opts = EvaluateOptions(threads=tuple(_csv(a.threads)), data=a.data, timeout_s=a.timeout, budget=_budget(a),
+                           runtimes=runtimes, runtime_options=runtime_options)
     for p in a.paths:
         if not Path(p).exists():
             raise InputError(f"{p} does not exist; pass a folder of artifacts or a manifest written by `edgeport convert`")
@@ -91,16 +98,9 @@ def cmd_evaluate(a) -> int:
     # The report folder must be writable before minutes of measuring, not after.
     with RunFolder(a.out) as run, quiet(run.log, enabled=not a.verbose, shown=run.kept_log):
         run.keep_log = True
-        if a.device != "local":
-            from edgeport.edge.adb import evaluate_adb
+        from edgeport.edge.evaluate import evaluate
 
-            report = evaluate_adb(a.paths, opts, device=a.device, tflite_benchmark=a.tflite_benchmark, pte_runner=a.pte_runner)
-            report.budget = opts.budget
-            report.write(a.out)
-        else:
-            from edgeport.edge.evaluate import evaluate
-
-            report = evaluate(a.paths, opts, out=a.out, browser=a.browser, quick=a.quick)
+        report = evaluate(a.paths, opts, out=a.out, browser=a.browser, quick=a.quick)
         print(table(report))
         print(f"\nreport: {Path(a.out) / 'report.json'} and {Path(a.out) / 'report.html'}")
     errors = [r for r in report.rows if r.error and not r.skipped]  # a skipped row (no WebGPU adapter) is no failure
@@ -111,6 +111,40 @@ def cmd_evaluate(a) -> int:
         print(f"edgeport: error: every row failed; first: {errors[0].artifact}: {errors[0].error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _runtime_choice(a) -> tuple[tuple[str, ...] | None, dict]:
+    """--runtime (and the legacy --device adb[:serial]) -> runtime names; each runtime's own flags -> its options.
+    Asking only for runtimes that cannot run here is one line naming why and the fix (nothing could be measured)."""
+    from .registry import get_runtime, runtimes
+
+    names = _csv(a.runtime) if a.runtime else None
+    options: dict = {}
+    if a.device != "local":
+        if not a.device.startswith("adb"):
+            raise InputError(f"--device {a.device!r} is not local or adb[:SERIAL]; use --runtime NAME for other places")
+        names = [*(names or []), "adb"]
+        if ":" in a.device:
+            options.setdefault("adb", {})["serial"] = a.device.split(":", 1)[1]
+    for r in runtimes().values():
+        for f in r.flags:
+            v = getattr(a, "rt_" + f.flag.lstrip("-").replace("-", "_"), None)
+            if v is not None:
+                try:
+                    options.setdefault(r.name, {})[f.key] = f.parse(v) if f.parse else v
+                except (ValueError, TypeError) as e:
+                    raise InputError(f"{f.flag} {v!r}: {e}") from None
+    if names:
+        chosen = [get_runtime(n) for n in names]  # an unknown name: one line listing the known ones
+        why = [(r.name, r.unavailable()) for r in chosen]
+        if all(w for _, w in why):
+            raise InputError("; ".join(f"runtime {n} is not available here: {w}" for n, w in why))
+    chosen_names = {get_runtime(n).name for n in names or []}
+    stray = [n for n in options if n not in chosen_names and not get_runtime(n).default]
+    if stray:
+        raise InputError(f"flags of runtime {', '.join(stray)} were given, but that runtime is not selected; add"
+                         f" --runtime {','.join(stray)}")
+    return (tuple(names) if names else None), options
 
 
 def _check_port(port: int) -> None:
@@ -156,15 +190,28 @@ def _version() -> str:
     return version("edgeport")
 
 
+def _runtime_flags(s: argparse.ArgumentParser) -> None:
+    """Each runtime plugin's own flags (--arm-cpu, --mcu-ram, --tflite-benchmark ...), from the registry."""
+    from .registry import runtimes
+
+    g = s.add_argument_group("runtime options")
+    for r in runtimes().values():
+        for f in r.flags:
+            g.add_argument(f.flag, dest="rt_" + f.flag.lstrip("-").replace("-", "_"), default=None, metavar=f.metavar,
+                           help=f"{f.help}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgeport", allow_abbrev=False,
                                 description="Take a Keras or PyTorch model to TFLite, TF.js, ExecuTorch and more; measure what it costs.")
     p.add_argument("--version", action="version", version=f"edgeport {_version()}")
     p.add_argument("-v", "--verbose", action="store_true",
-                   help="show every library's output (by default it goes to edgeport.log in the --out folder)")
+                   help="show every library's output (by default it goes to the run's own edgeport-<time>-<pid>.log"
+                   " in the --out folder)")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
-                        help="show every library's output (by default convert and evaluate put it in edgeport.log in"
+                        help="show every library's output (by default convert and evaluate put it in the run's own"
+                        " edgeport-<time>-<pid>.log in"
                         " the --out folder; inspect drops it)")
     sub = p.add_subparsers(dest="cmd", required=True)
 
@@ -198,6 +245,13 @@ def build_parser() -> argparse.ArgumentParser:
                    " fewest layers kept float")
     s.add_argument("--min-cosine", type=float, default=None, metavar="C",
                    help="int8 must hold this mean cosine against float (embedding), judged on --data")
+    s.add_argument("--input-format", default=None, metavar="FORMAT",
+                   help="put preprocessing inside the model: rgb-uint8-nhwc | rgba-uint8-nhwc (an Android Bitmap's bytes"
+                   " in) | bert-ids-mask-segments (MediaPipe's three BERT inputs)")
+    s.add_argument("--mean", default=None, metavar="M[,M,M]", help="the image front's mean, 0-255 pixel units (default:"
+                   " from the model's preprocessing)")
+    s.add_argument("--std", default=None, metavar="S[,S,S]", help="the image front's std, 0-255 pixel units (127.5 with"
+                   " --mean 127.5 maps pixels to [-1, 1])")
     s.set_defaults(fn=cmd_convert)
 
     s = sub.add_parser("inspect", parents=[common], allow_abbrev=False,
@@ -221,10 +275,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--min-snr", type=float, default=defaults.MIN_SNR_DB, help="regression: minimum SNR vs float, dB")
     s.add_argument("--timeout", type=float, default=defaults.WORKER_TIMEOUT_S, help="per-artifact time limit, seconds")
     s.add_argument("--strict", action="store_true", help="exit non-zero if any row has an error")
-    s.add_argument("--device", default="local", help="local (default) or adb[:serial]")
-    s.add_argument("--tflite-benchmark", default=None, help="path to TFLite's benchmark_model binary (for --device adb)")
-    s.add_argument("--pte-runner", default=None, help="path to ExecuTorch's executor_runner binary (for --device adb)")
+    s.add_argument("--runtime", default=None, metavar="NAME[,NAME]",
+                   help="where to run the artifacts (see `edgeport targets`); default: every host runtime, plus the"
+                   " browser runtimes with --browser. A runtime not available here is a skipped row saying why")
+    s.add_argument("--device", default="local", help="local (default), or adb[:serial]: the same as --runtime adb")
     s.add_argument("--browser", default=None, choices=["chromium"], help="also run web artifacts in headless Chromium")
+    _runtime_flags(s)
     s.add_argument("--quick", action="store_true", help="fewer timed runs (for smoke tests)")
     s.set_defaults(fn=cmd_evaluate)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import defaults
 from .errors import CalibrationError, InputError
@@ -24,10 +24,25 @@ class ConvertOptions:
     # An accuracy budget for int8 recipes (--max-drop / --min-cosine): equalization, then the fewest layers kept
     # float, judged on the --data rows (kept apart from calibration). None: plain int8.
     budget: Budget | None = None
+    # Preprocessing put inside the model (edgeport.fronts): rgb-uint8-nhwc | rgba-uint8-nhwc | bert-ids-mask-segments.
+    input_format: str | None = None
+    # The front's normalisation in 0-255 pixel units, one value or R,G,B (None: from the model's preprocessing).
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
 
     def __post_init__(self):
         if isinstance(self.budget, dict):  # from a worker's JSON job
             object.__setattr__(self, "budget", Budget(**self.budget))
+        for k in ("mean", "std"):  # lists from a worker's JSON job
+            if isinstance(getattr(self, k), list):
+                object.__setattr__(self, k, tuple(getattr(self, k)))
+        if self.input_format is not None:
+            from .fronts import INPUT_FORMATS
+
+            if self.input_format not in INPUT_FORMATS:
+                raise InputError(f"unknown --input-format {self.input_format!r}; known: {', '.join(INPUT_FORMATS)}")
+        elif self.mean is not None or self.std is not None:
+            raise InputError("--mean/--std describe an input front; pass --input-format rgb-uint8-nhwc with them")
         if self.calib_samples <= 0:
             raise CalibrationError(f"calib_samples must be positive, got {self.calib_samples}; pass e.g. 200")
 
@@ -49,8 +64,15 @@ class EvaluateOptions:
     # In the browser: also measure fallback backends (WebGL rendered in software, TF.js's plain-JS cpu kernels);
     # False gives each a skipped row saying so.
     fallback_backends: bool = True
+    # Runtimes to measure on (registry names or aliases, `edgeport targets` lists them); None: every default host
+    # runtime, plus the browser runtimes when a browser is given.
+    runtimes: tuple[str, ...] | None = None
+    # Per runtime, the values of its own flags (--arm-cpu, --mcu-ram ...): {runtime name: {key: value}}.
+    runtime_options: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        if self.runtimes is not None:
+            object.__setattr__(self, "runtimes", tuple(self.runtimes))
         for t in self.threads:
             if t != "all" and (not t.isdigit() or int(t) < 1):
                 raise InputError(f"--threads {t!r} is not a positive integer or 'all'; write e.g. --threads 1,all")

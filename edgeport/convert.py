@@ -136,7 +136,8 @@ def convert(
       the end, carrying ``.manifests`` (written) and ``.failures`` (``[(artifact name, reason)]``). When every job
       fails with an edgeport error (bad input, unsupported op, parity with ``strict_parity``), the first one is
       raised instead, as it would be for one job.
-    - ``quiet``: True sends every library's output (C++ included, fd level) to ``<out>/edgeport.log`` (the CLI's
+    - ``quiet``: True sends every library's output (C++ included, fd level) to the run's own
+      ``<out>/edgeport-<time>-<pid>.log`` (the CLI's
       default); False leaves it on the terminal (``-v``); None (default) keeps this process's output as it is and
       logs only the worker's.
 
@@ -157,6 +158,7 @@ def convert(
         _known_names(targets, recipes)  # a target or recipe that does not exist fails before the model loads
         src = model if isinstance(model, Source) else load_source(model, weights=weights, inputs=inputs, task=task,
                                                                   imports=imports, name=name)
+        src = _front(src, options, name)
         if task or src.task:
             src.task = infer_task(src.signature, task or src.task)
         else:  # inferred: labels in --data speak for classification; say what was chosen and how to change it
@@ -222,6 +224,19 @@ def convert(
         run.keep_log = bool(quiet) or (isolate and quiet is None)  # a log that holds the failing tools' output
         log = str(shown) if run.keep_log or shown != run.kept_log else None
         raise ConversionFailed(written, [(f.name, f.reason) for f in failed], log=log)
+
+
+def _front(src: Source, options: ConvertOptions, name: str | None) -> Source:
+    """The source with its input front (``--input-format``), in the parent and in each worker alike."""
+    if not options.input_format:
+        return src
+    from .fronts import apply_front
+    from .sources import _safe_name
+
+    out = apply_front(src, options.input_format, options.mean, options.std)
+    if name:
+        out.name = _safe_name(name)
+    return out
 
 
 def _fit_probe(probe: dict, float_out: dict, meta: dict) -> tuple[dict, dict]:
@@ -511,7 +526,7 @@ def _worker_main() -> int:
 
         kw = dict(job["load"])
         kw["inputs"] = [TensorSpec.from_dict(d) for d in kw["inputs"]] if kw.get("inputs") else None
-        src = load_source(job["spec"], **kw)
+        src = _front(load_source(job["spec"], **kw), ConvertOptions(**job["options"]), None)
         if job["weights_file"]:
             from safetensors.torch import load_model
 

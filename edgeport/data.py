@@ -178,6 +178,11 @@ def pixels_to_input(pixels: np.ndarray, pre: dict, layout: str) -> np.ndarray:
         x = x[:, None] if layout == "NCHW" else x[..., None]
     elif x.ndim == 4 and layout == "NCHW" and x.shape[-1] in (1, 3, 4):
         x = np.transpose(x, (0, 3, 1, 2))
+    ch = pre.get("channels")  # an input front takes RGB(A): gray pixels are repeated, alpha is opaque
+    if ch and layout == "NHWC" and x.shape[-1] != ch:
+        x = np.repeat(x, 3, axis=-1) if x.shape[-1] == 1 else x[..., :3]
+        if ch == 4:
+            x = np.concatenate([x, np.full(x.shape[:-1] + (1,), 255.0, x.dtype)], axis=-1)
     return np.ascontiguousarray(x)
 
 
@@ -253,10 +258,12 @@ def probe_indices(n: int, k: int = defaults.PROBE_SAMPLES) -> list[int]:
 def noise_probe(sig: Signature, n: int = defaults.PROBE_SAMPLES) -> dict[str, np.ndarray] | None:
     """A seeded N(0,1) probe for all-float models without data; None when any input is an integer (ids, masks):
     noise is never a valid token id."""
-    if not all(s.is_float for s in sig.inputs):
+    pixels = [s for s in sig.inputs if s.dtype == "uint8" and s.role == "image"]  # an input front: random pixels
+    if not all(s.is_float for s in sig.inputs if s not in pixels):
         return None
     rng = np.random.default_rng(defaults.SEED)
-    return {s.name: rng.standard_normal((n, *s.shape[1:])).astype(np.float32) for s in sig.inputs}
+    return {s.name: rng.integers(0, 256, (n, *s.shape[1:])).astype(np.uint8) if s in pixels
+            else rng.standard_normal((n, *s.shape[1:])).astype(np.float32) for s in sig.inputs}
 
 
 def save_feeds(path: Path, feeds: dict[str, np.ndarray], **extra) -> None:
