@@ -13,8 +13,9 @@ from pathlib import Path
 
 from edgeport.config import EvaluateOptions
 from edgeport.errors import InputError
-from edgeport.manifest import Manifest, find_manifests
-from edgeport.report import Report, Row
+from edgeport.manifest import Manifest
+from edgeport.registry import RuntimeFlag, register_runtime
+from edgeport.report import Row
 
 REMOTE = "/data/local/tmp/edgeport"
 
@@ -100,11 +101,12 @@ def check_setup(device: str, manifests: list[Manifest], tflite_benchmark: str | 
     return serial or listed[0]
 
 
-def evaluate_adb(paths, options: EvaluateOptions, *, device: str, tflite_benchmark: str | None, pte_runner: str | None) -> Report:
-    require_adb()
-    manifests = [Manifest.read(p) for p in find_manifests(paths)]
-    manifests = [m for m in manifests if m.target in ("tflite", "pte")]
-    serial = check_setup(device, manifests, tflite_benchmark, pte_runner)
+def evaluate_on_device(manifests: list[Manifest], ctx, options: EvaluateOptions) -> list[Row]:
+    """The adb runtime's rows (latency and memory from the device's own benchmark binaries; no accuracy): the
+    evaluator calls this for the ``.tflite`` and ``.pte`` artifacts it selected."""
+    opts = options.runtime_options.get("adb", {})
+    tflite_benchmark, pte_runner = opts.get("tflite_benchmark"), opts.get("pte_runner")
+    serial = check_setup("adb:" + opts["serial"] if opts.get("serial") else "adb", manifests, tflite_benchmark, pte_runner)
     _adb(serial, "shell", "mkdir", "-p", REMOTE)
     bins = {}
     for name, b in (("benchmark_model", tflite_benchmark), ("executor_runner", pte_runner)):
@@ -112,7 +114,7 @@ def evaluate_adb(paths, options: EvaluateOptions, *, device: str, tflite_benchma
             _adb(serial, "push", b, f"{REMOTE}/{name}")
             _adb(serial, "shell", "chmod", "755", f"{REMOTE}/{name}")
             bins[name] = f"{REMOTE}/{name}"
-    report = Report(data="(device benchmark: latency only)")
+    rows = []
     for m in manifests:
         _adb(serial, "push", str(m.entry_path), f"{REMOTE}/{Path(m.entry).name}")
         remote = f"{REMOTE}/{Path(m.entry).name}"
@@ -121,7 +123,8 @@ def evaluate_adb(paths, options: EvaluateOptions, *, device: str, tflite_benchma
             row = Row(artifact=m.name, target=m.target, recipe=m.recipe, source=m.source["model"],
                       runtime="benchmark_model" if m.target == "tflite" else "executor_runner", backend="xnnpack",
                       threads=threads if m.target == "tflite" else None, device=f"adb:{serial}", manifest=str(m.path),
-                      bytes=m.total_bytes)
+                      bytes=m.total_bytes, task=m.task, where="device",
+                      note="device benchmark binaries: latency and memory, no accuracy")
             try:
                 if m.target == "tflite":
                     text = _adb(serial, "shell", bins["benchmark_model"], f"--graph={remote}", f"--num_threads={threads}",
@@ -136,7 +139,25 @@ def evaluate_adb(paths, options: EvaluateOptions, *, device: str, tflite_benchma
                     setattr(row, k, v)
             except (InputError, subprocess.TimeoutExpired) as e:
                 row.error = str(e)
-            report.rows.append(row)
+            rows.append(row)
             if m.target == "pte":
                 break  # executor_runner has no thread flag; XNNPACK picks its own pool
-    return report
+    return rows
+
+
+def _available() -> str | None:
+    if not shutil.which("adb"):
+        return "adb not found on PATH; install Android platform-tools (Debian: apt-get install adb) and connect a device"
+    return None
+
+
+register_runtime(
+    "adb", formats=("tflite", "pte"), where="device", started="remote", evaluate=evaluate_on_device,
+    available=_available, measures=("latency", "memory"),
+    flags=(RuntimeFlag("--tflite-benchmark", "tflite_benchmark", "path to TFLite's benchmark_model built for the"
+                       " device (runtime adb)", metavar="PATH"),
+           RuntimeFlag("--pte-runner", "pte_runner", "path to ExecuTorch's executor_runner built for the device with"
+                       " XNNPACK (runtime adb)", metavar="PATH"),
+           RuntimeFlag("--adb-serial", "serial", "the device's serial when several are attached (runtime adb)",
+                       metavar="SERIAL")),
+    description="an Android phone over adb: TFLite benchmark_model and ExecuTorch executor_runner")

@@ -25,7 +25,7 @@ from edgeport.errors import EdgeportError, InputError, one_line
 from edgeport.manifest import Manifest, find_manifests
 from edgeport.metrics import float_quality, task_metrics
 from edgeport.procs import kill_group, signal_name
-from edgeport.registry import get_target, targets
+from edgeport.registry import Runtime, get_runtime, get_target, runtimes, targets
 from edgeport.report import Report, Row
 from edgeport.runtime import resolve_threads
 
@@ -185,10 +185,10 @@ class _Worker:
     or another runtime's worker starts) and measures only when :meth:`go` hands it its jobs, so that imports overlap
     but measurements never do."""
 
-    def __init__(self, folder: Path, target: str | None):
+    def __init__(self, folder: Path, runtime: str | None):
         self.tag = folder / f"worker-{time.monotonic_ns()}"
         self.err = tempfile.TemporaryFile()
-        spec = {"target": target, "go": str(self.tag) + ".go", "jobs_file": str(self.tag) + ".jobs.json",
+        spec = {"runtime": runtime, "go": str(self.tag) + ".go", "jobs_file": str(self.tag) + ".jobs.json",
                 "ready": str(self.tag) + ".ready"}
         Path(str(self.tag) + ".json").write_text(json.dumps(spec))
         self.proc = subprocess.Popen([sys.executable, "-m", "edgeport.edge.worker", str(self.tag) + ".json"],
@@ -275,6 +275,27 @@ def _base_row(m: Manifest, mp, device: str = "local", **kw) -> Row:
                threads=kw.pop("threads", None), device=device, manifest=str(mp), bytes=m.total_bytes, **kw)
 
 
+def select_runtimes(names=None, browser=None) -> list[Runtime]:
+    """``--runtime`` names (or aliases) in the order given; by default every default (host) runtime and, with
+    ``browser``, the browser runtimes. An unknown name is one line listing the known ones."""
+    if names:
+        out = []
+        for n in names:
+            r = get_runtime(n)
+            if r not in out:
+                out.append(r)
+        return out
+    return [r for r in runtimes().values() if r.default or (browser and r.started == "browser")]
+
+
+def _device_of(r: Runtime) -> str:
+    return {"browser": "chromium"}.get(r.where, "local")
+
+
+def _skipped(m: Manifest, r: Runtime, why: str) -> Row:
+    return _base_row(m, m.path, runtime=r.name, device=_device_of(r), where=r.where, skipped=why)
+
+
 def read_manifests(paths, report: Report) -> list[Manifest]:
     """Every manifest under ``paths``; an unreadable one (or an unknown target) is an error row, never dropped."""
     for p in map(Path, paths):
@@ -300,74 +321,117 @@ def read_manifests(paths, report: Report) -> list[Manifest]:
 
 
 def evaluate_native(paths, options: EvaluateOptions = EvaluateOptions(), *, verify: bool = True, quick: bool = False,
-                    sources: dict | None = None, workdir: Path) -> tuple[Report, list[Manifest], Context]:
-    """Rows for every native artifact x thread count; browser-only formats get a 'skipped' row saying how to run them."""
+                    sources: dict | None = None, workdir: Path,
+                    selected: list[Runtime] | None = None) -> tuple[Report, list[Manifest], Context]:
+    """Rows for every artifact x worker runtime (``selected``, default: the host runtimes) x thread count. A runtime
+    that is not available here, or that does not take an artifact, gives a skipped row saying why."""
     threads = list(dict.fromkeys(resolve_threads(t) for t in options.threads))
     if options.data:  # a missing, unreadable or unknown data set is the user's to fix, before anything runs
         dat.load_dataset(options.data, "heldout")
     report = Report(data=options.data or "each model's default data")
     manifests = read_manifests(paths, report)
-    # One worker per native runtime, started now: each imports its runtime while the data and the float references
-    # are prepared, then waits for its turn.
-    workers: dict[str, _Worker] = {}
-    for m in manifests:
-        if m.target not in workers and get_target(m.target).native:
-            workers[m.target] = _Worker(workdir, m.target)
+    selected = select_runtimes() if selected is None else selected
+    plan: dict[str, list[int]] = {}  # worker runtime -> indexes of the manifests it runs
+    skipped: dict[int, list[Row]] = {}
+    for i, m in enumerate(manifests):
+        for r in selected:
+            if r.started != "worker" or m.target not in r.formats:
+                continue
+            why = r.unavailable() or r.runner.accepts(m)
+            if why:
+                skipped.setdefault(i, []).append(_skipped(m, r, why))
+            else:
+                plan.setdefault(r.name, []).append(i)
+    # One worker per runtime, started now: each imports its runtime while the data and the float references are
+    # prepared, then waits for its turn.
+    workers = {name: _Worker(workdir, name) for name in plan}
     try:
-        return _evaluate_native(manifests, report, threads, options, verify, quick, sources, workdir, workers)
+        return _evaluate_native(manifests, report, threads, options, verify, quick, sources, workdir, workers, plan,
+                                skipped)
     finally:
         for w in workers.values():
             w.close()
 
 
-def _evaluate_native(manifests, report, threads, options, verify, quick, sources, workdir, workers):
+def _evaluate_native(manifests, report, threads, options, verify, quick, sources, workdir, workers, plan, skipped):
     ctx = Context(workdir, options, sources=dict(sources or {}))
     slots: dict[int, list[Row]] = {}  # manifest index -> its rows, so that the report keeps the manifests' order
-    by_runtime: dict[str, list[tuple[int, Manifest, Prepared]]] = {}
+    preps: dict[int, Prepared] = {}
     for i, m in enumerate(manifests):
         try:
             prep = ctx.prepare(m, manifests)
         except EdgeportError as e:
             slots[i] = [_base_row(m, m.path, error=" ".join(str(e).split()))]
             continue
+        preps[i] = prep
         if prep.float_quality is not None:
             report.float_baseline[m.source["model"]] = prep.float_quality
         report.extra.setdefault("data_by_source", {})[m.source["model"]] = prep.data
         report.extra.setdefault("reference_by_source", {})[m.source["model"]] = prep.ref_note
-        if get_target(m.target).native:  # else measured by the browser evaluator, or a skipped row from the caller
-            by_runtime.setdefault(m.target, []).append((i, m, prep))
-    done = 0
+    done, total = 0, sum(1 for idx in plan.values() for i in idx if i in preps)
     for w in workers.values():
         w.wait_ready(options.timeout_s)
-    for target, items in by_runtime.items():
-        t = get_target(target)
+    for name, idx in plan.items():
+        rt = get_runtime(name)
+        items = [(i, manifests[i], preps[i]) for i in idx if i in preps]
         jobs = [{"manifest": str(m.path), "data": str(prep.path), "reference": str(prep.ref_path) if prep.ref_path else None,
+                 "runtime": name, "options": options.runtime_options.get(name, {}),
                  "threads": threads, "verify": verify, "warmup": options.warmup,
                  "min_runs": 20 if quick else options.min_runs, "min_seconds": 0.2 if quick else options.min_seconds}
                 for _, m, prep in items]
-        _log(f"{t.runtime}: {len(jobs)} artifact(s) at threads {','.join(map(str, threads))}, one worker ...")
+        if not jobs:
+            continue
+        _log(f"{name}: {len(jobs)} artifact(s) at threads {','.join(map(str, threads))}, one worker ...")
 
-        def landed(k: int, res, items=items, t=t) -> None:
+        def landed(k: int, res, items=items, rt=rt) -> None:
             nonlocal done
             i, m, prep = items[k]
             done += 1
             results = res if isinstance(res, list) else [{"threads": th, **res} for th in threads]
-            rows = slots[i] = []
+            rows = []
             for r in results:
-                row = _base_row(m, m.path, runtime=r.get("runtime", t.runtime), backend=r.get("backend", "-"),
-                                threads=r["threads"])
+                row = _base_row(m, m.path, runtime=r.get("runtime", rt.name), backend=r.get("backend", "-"),
+                                threads=r["threads"], device=_device_of(rt), where=rt.where)
                 for k2, v in _with_drop(r, prep).items():
                     if k2 in Row.__dataclass_fields__ and k2 not in ("threads", "runtime", "backend"):
                         setattr(row, k2, v)
                 rows.append(row)
+            slots.setdefault(i, []).extend(rows)
             err = next((r.error for r in rows if r.error), None)
             lat = ", ".join(f"{r.threads}t {r.latency_ms['p50']:.3g} ms" for r in rows if r.latency_ms)
-            _log(f"[{done}/{sum(map(len, by_runtime.values()))}] {m.name}: " + (f"error: {err}" if err else f"p50 {lat}"))
+            _log(f"[{done}/{total}] {m.name} on {rt.name}: " + (f"error: {err}" if err else (f"p50 {lat}" if lat else "measured")))
 
-        _run_workers(jobs, workdir, options.timeout_s, on_result=landed, worker=workers.pop(target, None))
+        _run_workers(jobs, workdir, options.timeout_s, on_result=landed, worker=workers.pop(name, None))
+    for i, rows in skipped.items():
+        if i in preps:
+            slots.setdefault(i, []).extend(rows)
     for i in sorted(slots):
         report.rows.extend(slots[i])
     return report, manifests, ctx
+
+
+def _evaluate_browser(report: Report, ctx: Context, web: list[Manifest], options: EvaluateOptions, browser,
+                      quick: bool) -> None:
+    from edgeport.registry import browser_evaluator
+
+    web_side = browser_evaluator(browser if isinstance(browser, str) else "chromium")
+    groups: dict[str, list[Manifest]] = {}
+    for m in web:
+        groups.setdefault(ctx.prepared[m.name].data, []).append(m)
+    for spec, ms in groups.items():
+        # the page's timing loop is the native one's: same warmup, minimum runs and minimum seconds
+        bench = {"fallbacks": options.fallback_backends} if quick else {
+            "warmup": options.warmup, "minRuns": options.min_runs, "minMs": options.min_seconds * 1000,
+            "fallbacks": options.fallback_backends}
+        rows, extra = web_side.evaluate_in_browser(
+            ms, dat.PROBE_SPEC if spec == PROBE_DATA else spec, ctx.score, quick=quick, bench=bench,
+            threads=list(dict.fromkeys(resolve_threads(t) for t in options.threads)),
+            browser=None if isinstance(browser, str) else browser)
+        report.merge(rows)
+        report.extra.setdefault("browser", {}).update(extra or {})
+        caps = web_side.browser_capabilities(extra or {})
+        if caps:
+            report.extra["browser_capabilities"] = caps
 
 
 def evaluate(paths: list[str | Path], options: EvaluateOptions = EvaluateOptions(), *, out: str | Path | None = None,
@@ -383,35 +447,45 @@ def evaluate(paths: list[str | Path], options: EvaluateOptions = EvaluateOptions
         print(report.picks())
     """
     t_start = time.perf_counter()
+    selected = select_runtimes(options.runtimes, browser)
+    if not browser and any(r.started == "browser" for r in selected):
+        browser = "chromium"  # --runtime litert.js: the browser that runs it
     with tempfile.TemporaryDirectory(prefix="edgeport-eval-") as tmp:
         report, manifests, ctx = evaluate_native(paths, options, verify=verify, quick=quick, sources=sources,
-                                                 workdir=Path(tmp))
-        web = [m for m in manifests if get_target(m.target).browser and m.name in ctx.prepared]
+                                                 workdir=Path(tmp), selected=selected)
+        prepared = [m for m in manifests if m.name in ctx.prepared]
+        browser_rts = [r for r in selected if r.started == "browser"]
+        web = [m for m in prepared if any(m.target in r.formats for r in browser_rts)]
         if browser and web:
-            from edgeport.registry import browser_evaluator
-
-            web_side = browser_evaluator(browser if isinstance(browser, str) else "chromium")
-            evaluate_in_browser, browser_capabilities = web_side.evaluate_in_browser, web_side.browser_capabilities
-            groups: dict[str, list[Manifest]] = {}
-            for m in web:
-                groups.setdefault(ctx.prepared[m.name].data, []).append(m)
-            for spec, ms in groups.items():
-                # the page's timing loop is the native one's: same warmup, minimum runs and minimum seconds
-                bench = {"fallbacks": options.fallback_backends} if quick else {
-                    "warmup": options.warmup, "minRuns": options.min_runs, "minMs": options.min_seconds * 1000,
-                    "fallbacks": options.fallback_backends}
-                rows, extra = evaluate_in_browser(ms, dat.PROBE_SPEC if spec == PROBE_DATA else spec, ctx.score, quick=quick, bench=bench,
-                                                  threads=list(dict.fromkeys(resolve_threads(t) for t in options.threads)),
-                                                  browser=None if isinstance(browser, str) else browser)
-                report.merge(rows)
-                report.extra.setdefault("browser", {}).update(extra or {})
-                if browser_capabilities(extra or {}):
-                    report.extra["browser_capabilities"] = browser_capabilities(extra)
-        elif web:
-            for m in web:
-                if not get_target(m.target).native:
-                    report.rows.append(_base_row(m, m.path, runtime=get_target(m.target).browser, device="chromium",
-                                                 skipped="browser-only format; add --browser chromium to measure it"))
+            why = browser_rts[0].unavailable() if isinstance(browser, str) else None
+            if why:
+                for m in web:
+                    r = next(r for r in browser_rts if m.target in r.formats)
+                    report.rows.append(_skipped(m, r, why))
+            else:
+                _evaluate_browser(report, ctx, web, options, browser, quick)
+        for r in (r for r in selected if r.started == "remote"):
+            mine = [m for m in prepared if m.target in r.formats]
+            why = r.unavailable()
+            if why:
+                report.rows += [_skipped(m, r, why) for m in mine]
+            elif mine:
+                report.merge(r.evaluate(mine, ctx, options))
+        # An artifact that no selected runtime runs says which runtimes would.
+        for m in prepared:
+            if any(m.target in r.formats for r in selected):
+                continue
+            t = get_target(m.target)
+            if t.browser and not t.native and not options.runtimes:
+                why = "browser-only format; add --browser chromium to measure it"
+            else:
+                able = [r.name for r in runtimes().values() if m.target in r.formats]
+                why = (f"no selected runtime runs {m.target} artifacts; add --runtime "
+                       f"{' or '.join(able) or '(none registered)'}")
+            r0 = next((r for r in runtimes().values() if m.target in r.formats), None)
+            report.rows.append(_base_row(m, m.path, runtime=r0.name if r0 else "-",
+                                         device=_device_of(r0) if r0 else "local",
+                                         where=r0.where if r0 else "host", skipped=why))
     report.budget = options.budget
     report.extra["wall_s"] = round(time.perf_counter() - t_start, 2)
     if out is not None:

@@ -75,21 +75,68 @@ def load_job_arrays(path: str) -> tuple[dict, np.ndarray | None, dict | None]:
 
 
 def measure(job: dict) -> list[dict]:
+    """Every row of one artifact on one runtime: each variant (an emulated CPU ...) at each thread count."""
     from edgeport.manifest import Manifest
+    from edgeport.registry import get_runtime
 
     m = Manifest.read(job["manifest"])
     m.check_files(hashes=job.get("verify", True))
     feeds, y, _ = load_job_arrays(job["data"])
     ref = load_job_arrays(job["reference"])[2] if job.get("reference") else None
-    return [{"threads": t, **measure_one(m, job, feeds, y, ref, t)} for t in job["threads"]]
+    rt = get_runtime(job.get("runtime") or m.target)
+    cls, options = rt.runner, job.get("options") or {}
+    host = _HostOutputs(m, rt, feeds)
+    out = []
+    for variant in cls.variants(options):
+        for t in (job["threads"] if cls.threaded else [1]):
+            out.append({"threads": t, **measure_one(m, job, feeds, y, ref, t, cls=cls, options=options,
+                                                    variant=variant, host=host)})
+    return out
 
 
-def measure_one(m, job: dict, feeds: dict, y, ref, threads: int) -> dict:
+class _HostOutputs:
+    """The same artifact's outputs from the runtime named by ``compare_to`` (the format's host runtime), computed
+    once per artifact, for the row's vs_host column."""
+
+    def __init__(self, m, rt, feeds: dict):
+        self.m, self.rt, self.feeds, self._outs, self.error = m, rt, feeds, None, None
+
+    def compare(self, outs: dict) -> dict | None:
+        from edgeport.errors import one_line
+        from edgeport.metrics import compare
+        from edgeport.registry import get_runtime
+
+        if not self.rt.compare_to:
+            return None
+        ref_rt = get_runtime(self.rt.compare_to)
+        if self._outs is None and self.error is None:
+            try:
+                r = ref_rt.runner(self.m, threads=1)
+                r.import_runtime()
+                r.load()
+                self._outs = r.run(self.feeds)
+            except Exception as e:  # the comparison is a column, not the row: say why it is missing
+                self.error = f"{type(e).__name__}: {one_line(e, 200)}"
+        if self.error:
+            return {"runtime": ref_rt.name, "error": self.error}
+        primary = self.m.primary_output
+        c = compare(self._outs[primary], outs[primary], primary)
+        res = {"runtime": ref_rt.name, "output": primary, "max_abs_diff": c["max_abs_diff"], "snr_db": c["snr_db"],
+               "cosine_mean": c["cosine_mean"], "outputs": {k: compare(self._outs[k], outs[k], k)["max_abs_diff"]
+                                                             for k in self._outs if k in outs}}
+        if "top1_agreement" in c:
+            res["agreement"] = c["top1_agreement"]
+        return res
+
+
+def measure_one(m, job: dict, feeds: dict, y, ref, threads: int, *, cls=None, options=None, variant=None,
+                host: _HostOutputs | None = None) -> dict:
     from edgeport.errors import ArtifactError
     from edgeport.metrics import task_metrics
     from edgeport.registry import runner_for
 
-    r = runner_for(m.target)(m, threads=threads)
+    cls = cls or runner_for(m.target)
+    r = cls(m, threads=threads, options=options, variant=variant)
     r.import_runtime()
     gc.collect()
     peak_ok = _reset_peak()
@@ -104,25 +151,35 @@ def measure_one(m, job: dict, feeds: dict, y, ref, threads: int) -> dict:
             if bad:
                 raise ArtifactError(f"{m.name}: the runtime produced NaN/Inf in output {name!r} for {bad} of {len(v)}"
                                     " samples; the artifact is corrupt or numerically broken, re-convert it")
-    x1 = r.prepare({k: v[:1] for k, v in feeds.items()})
-    lat, runs = latency(r.invoke_one, x1, warmup=job["warmup"], min_runs=job["min_runs"], min_seconds=job["min_seconds"])
+    lat = runs = None
+    if r.measures_latency:
+        x1 = r.prepare({k: v[:1] for k, v in feeds.items()})
+        lat, runs = latency(r.invoke_one, x1, warmup=job["warmup"], min_runs=job["min_runs"],
+                            min_seconds=job["min_seconds"])
     peak = _status_kb("VmHWM") if peak_ok else None
     out = {
         "bytes": m.total_bytes,
         "gzip_bytes": m.gzip_bytes(),
-        "load_ms": load_ms,
+        "load_ms": load_ms if r.measures_latency else None,
         "latency_ms": lat,
         "runs": runs,
-        "peak_rss_delta_bytes": None if peak is None else int(max(0, peak - rss0)),
+        "peak_rss_delta_bytes": None if peak is None or not r.measures_latency else int(max(0, peak - rss0)),
         "samples": int(len(next(iter(feeds.values())))),
         "runtime": r.runtime,
         "runtime_version": r.runtime_version,
         "backend": r.backend,
         **task_metrics(m.task, ref, outs, y, m.primary_output),
     }
+    if not r.measures_latency and r.latency_note:
+        out["note"] = r.latency_note
     d = r.delegation()
     if d:
         out["delegated"], out["ops_total"] = d["delegated"], d["total"]
+    if host is not None:
+        vs = host.compare(outs)
+        if vs is not None:
+            out["vs_host"] = vs
+    out.update(r.extra_fields())
     return out
 
 
@@ -143,7 +200,7 @@ def run_job(job: dict) -> None:
 
 
 def main() -> int:
-    """``WORKER.json`` names the runtime (``target``, or null) and the evaluator's files: the worker imports the
+    """``WORKER.json`` names the runtime (its registry name, or null) and the evaluator's files: the worker imports the
     runtime, says ``ready``, waits for ``go``, then measures the artifacts of ``jobs_file`` in order in this one
     process (the import is paid once). The evaluator starts a fresh worker after a crash."""
     from edgeport.procs import die_with_parent
@@ -151,10 +208,10 @@ def main() -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     spec = json.loads(open(sys.argv[1]).read())
     die_with_parent()
-    if spec.get("target"):
-        from edgeport.registry import runner_for
+    if spec.get("runtime"):
+        from edgeport.registry import get_runtime
 
-        runner_for(spec["target"]).import_runtime()
+        get_runtime(spec["runtime"]).runner.import_runtime()
     open(spec["ready"], "w").close()
     while not os.path.exists(spec["go"]):
         time.sleep(0.005)

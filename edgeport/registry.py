@@ -1,14 +1,15 @@
-"""The registries: target formats, model sources and data sets. Plugins register themselves; the core only looks up.
+"""The registries: target formats, runtimes, model sources and data sets. Plugins register; the core only looks up.
 
-A target is one plugin folder (``converters/<target>/``) whose ``__init__`` makes one :func:`register_target` call
-tying its parts together: the converter of each source framework, the native runner, the tool versions and the
-name of its browser adapter. Plugins are found through the ``edgeport.plugins`` entry point group
-(``pyproject.toml``), so adding a target changes no other file of the core.
+A **target** is a format (one plugin folder, ``converters/<target>/``): its converters, recipes, browser adapter name
+and tool versions. A **runtime** is a place that runs one or more formats: the host's LiteRT / executorch.runtime /
+ONNX Runtime, a browser runtime in Chromium, a phone over adb, an emulated ARM core, a microcontroller interpreter.
+The two are separate registries, so a second runtime of ``.tflite`` is one more :func:`register_runtime` call and
+touches no target. Plugins are found through the ``edgeport.plugins`` entry point group (``pyproject.toml``).
 
 Example::
 
-    @register_target("onnx", runner=OrtRunner, browser="onnxruntime-web", versions=("onnx", "onnxruntime"))
-    ...
+    register_target("onnx", suffix=".onnx", browser="ort", versions=("onnx",))
+    register_runtime("onnxruntime", formats=("onnx",), where="host", runner=OrtRunner, default=True)
 """
 
 from __future__ import annotations
@@ -37,18 +38,91 @@ class Converter:
 class Target:
     name: str  # artifact format: tflite | tfjs | pte | onnx ...
     suffix: str  # file suffix of the entry file (".tflite"); a folder target names its entry file
-    runner: type | None  # native Runner subclass, or None when the format runs only in the browser
-    runtime: str  # the runtime that runs the artifact natively, for the table ("browser" when none)
     browser: str | None  # name of the page adapter (web/static/adapters/<name>.js), None when not a web format
     versions: tuple[str, ...]  # packages whose versions go into the manifest
     converters: dict[str, Converter] = field(default_factory=dict)
 
     @property
+    def host_runtime(self) -> "Runtime | None":
+        """The default runtime of this format on this host (the first registered), None for a browser-only format."""
+        return next((r for r in runtimes().values() if r.where == "host" and r.default and self.name in r.formats), None)
+
+    @property
     def native(self) -> bool:
-        return self.runner is not None
+        return self.host_runtime is not None
+
+    @property
+    def runner(self) -> type | None:
+        h = self.host_runtime
+        return h.runner if h else None
+
+    @property
+    def runtime(self) -> str:
+        """The host runtime's name, for tables ("browser" for a browser-only format)."""
+        h = self.host_runtime
+        return h.name if h else "browser"
+
+
+# Where a runtime runs an artifact. Rows carry it, so reports and assertions can tell an emulated ARM row from a
+# host row of the same artifact.
+WHERE = ("host", "emulated", "browser", "device", "mcu", "app")
+# How the evaluator starts it: "worker" = its Runner in a crash-isolated worker process of the evaluator;
+# "browser" = a Chromium tab through the page adapter of the artifact's format; "remote" = its own ``evaluate``
+# function (a device over adb), called with the manifests, the evaluation context and the options.
+STARTED = ("worker", "browser", "remote")
+MEASURES = ("accuracy", "latency", "memory", "arena", "flash")
+
+
+@dataclass(frozen=True)
+class RuntimeFlag:
+    """A command-line flag a runtime adds to ``edgeport evaluate`` (``--arm-cpu``); its value lands in
+    ``EvaluateOptions.runtime_options[runtime][key]``."""
+
+    flag: str  # e.g. "--arm-cpu"
+    key: str  # key in the runtime's options, e.g. "cpu"
+    help: str
+    metavar: str | None = None
+    parse: Callable[[str], Any] | None = None  # str -> value (a comma list, a byte size ...); None keeps the string
+
+
+@dataclass(frozen=True)
+class Runtime:
+    name: str  # what --runtime takes and rows carry, e.g. "onnxruntime", "tflite-micro", "arm64"
+    formats: tuple[str, ...]  # target names it runs
+    where: str  # one of WHERE
+    runner: type | None = None  # a Runner subclass (started="worker")
+    started: str = "worker"  # one of STARTED
+    default: bool = False  # in evaluate's default set when available (the host runtimes)
+    measures: tuple[str, ...] = ("accuracy", "latency", "memory")
+    # None when it can run here, else one line: why not, and the command that fixes it. Called lazily, once.
+    available: Callable[[], str | None] | None = None
+    # The runtime whose outputs on the same artifact go into the row's vs_host fields (the "ARM vs x86" column);
+    # None: no such comparison.
+    compare_to: str | None = None
+    evaluate: Callable | None = None  # started="remote": fn(manifests, ctx, options, prepared) -> list[Row]
+    flags: tuple[RuntimeFlag, ...] = ()
+    aliases: tuple[str, ...] = ()  # other names --runtime accepts
+    versions: tuple[str, ...] = ()  # packages whose versions describe it
+    description: str = ""
+
+    def unavailable(self) -> str | None:
+        """Why this runtime cannot run here (one line with the fix), or None. Cached per process."""
+        if self.available is None and self.started == "browser":
+            ev = _BROWSERS.get("chromium")  # the web plugin says whether a browser and the JS runtimes are here
+            return ev.unavailable() if ev is not None else "the web plugin (edgeport.web) is not installed"
+        if self.available is None:
+            return None
+        if self.name not in _AVAILABILITY:
+            try:
+                _AVAILABILITY[self.name] = self.available()
+            except Exception as e:  # a probe that breaks is a reason, not a crash
+                _AVAILABILITY[self.name] = f"availability check failed: {type(e).__name__}: {e}"
+        return _AVAILABILITY[self.name]
 
 
 _TARGETS: dict[str, Target] = {}
+_RUNTIMES: dict[str, Runtime] = {}
+_AVAILABILITY: dict[str, str | None] = {}
 _SOURCES: list[tuple[str, Callable]] = []  # (prefix or predicate name, loader)
 _DATASETS: dict[str, Callable] = {}
 _BROWSERS: dict[str, Any] = {}  # browser name -> module with evaluate_in_browser / browser_capabilities
@@ -57,16 +131,50 @@ _loading = False
 _load_lock = threading.RLock()
 
 
-def register_target(name: str, *, suffix: str, runner: type | None, runtime: str, browser: str | None,
-                    versions: tuple[str, ...] = ()) -> Target:
-    """Declare a target format (once, in its plugin's ``__init__``); converters attach with :func:`converter`."""
+def register_target(name: str, *, suffix: str, browser: str | None, versions: tuple[str, ...] = ()) -> Target:
+    """Declare a target format (once, in its plugin's ``__init__``); converters attach with :func:`converter`,
+    runtimes with :func:`register_runtime`."""
     if name in _TARGETS:
         raise RuntimeError(f"target {name!r} registered twice")
-    t = Target(name, suffix, runner, runtime, browser, tuple(versions))
+    t = Target(name, suffix, browser, tuple(versions))
     _TARGETS[name] = t
-    if runner is not None:
-        runner.target = name
     return t
+
+
+def register_runtime(name: str, *, formats: tuple[str, ...], where: str, runner: type | None = None,
+                     started: str = "worker", default: bool = False,
+                     measures: tuple[str, ...] = ("accuracy", "latency", "memory"),
+                     available: Callable[[], str | None] | None = None, compare_to: str | None = None,
+                     evaluate: Callable | None = None, flags: tuple[RuntimeFlag, ...] = (),
+                     aliases: tuple[str, ...] = (), versions: tuple[str, ...] = (), description: str = "") -> Runtime:
+    """Declare a place that runs artifacts of ``formats``; one call per runtime, in the module that implements it::
+
+        register_runtime("tflite-micro", formats=("tflite",), where="mcu", runner=MicroRunner,
+                         measures=("accuracy", "latency", "arena", "flash"), available=_check, compare_to="ai-edge-litert")
+    """
+    if name in _RUNTIMES or any(name in r.aliases for r in _RUNTIMES.values()):
+        raise RuntimeError(f"runtime {name!r} registered twice")
+    if where not in WHERE:
+        raise RuntimeError(f"runtime {name!r}: where={where!r} is not one of {', '.join(WHERE)}")
+    if started not in STARTED:
+        raise RuntimeError(f"runtime {name!r}: started={started!r} is not one of {', '.join(STARTED)}")
+    if started == "worker" and runner is None:
+        raise RuntimeError(f"runtime {name!r}: a worker runtime needs a Runner subclass")
+    if started == "remote" and evaluate is None:
+        raise RuntimeError(f"runtime {name!r}: a remote runtime needs an evaluate function")
+    unknown = set(measures) - set(MEASURES)
+    if unknown:
+        raise RuntimeError(f"runtime {name!r}: unknown measures {sorted(unknown)}; known: {', '.join(MEASURES)}")
+    r = Runtime(name, tuple(formats), where, runner, started, default, tuple(measures), available, compare_to,
+                evaluate, tuple(flags), tuple(aliases), tuple(versions), description)
+    _RUNTIMES[name] = r
+    if runner is not None:
+        runner.runtime_name = name
+        if not runner.runtime:
+            runner.runtime = name
+        if not runner.target:
+            runner.target = formats[0]
+    return r
 
 
 def converter(target: str, framework: str, *, recipes: tuple[str, ...], tool: str, budget: tuple[str, ...] = ()):
@@ -87,7 +195,6 @@ def converter(target: str, framework: str, *, recipes: tuple[str, ...], tool: st
             raise RuntimeError(f"converter {framework} -> {target} registered twice")
         t.converters[framework] = Converter(framework, tuple(recipes), fn, tool, tuple(budget))
         return fn
-
 
     return deco
 
@@ -181,15 +288,53 @@ def matrix() -> list[tuple[Target, Converter]]:
     return [(t, c) for t in targets().values() for _, c in sorted(t.converters.items())]
 
 
-def matrix_table() -> str:
-    rows = [("framework", "target", "recipes", "converter", "native runtime", "browser")]
-    rows += [(c.framework, t.name, ",".join(c.recipes), c.tool, t.runtime, t.browser or "-") for t, c in matrix()]
+def _columns(rows: list[tuple]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
-def runner_for(target: str) -> type:
+def matrix_table() -> str:
+    rows = [("framework", "target", "recipes", "converter", "native runtime", "browser")]
+    rows += [(c.framework, t.name, ",".join(c.recipes), c.tool, t.runtime, t.browser or "-") for t, c in matrix()]
+    return _columns(rows)
+
+
+def runtimes_table() -> str:
+    """Every registered runtime: what it runs, where, what it measures, and whether it can run here (or why not)."""
+    rows = [("runtime", "formats", "where", "measures", "default", "available here")]
+    for r in sorted(runtimes().values(), key=lambda r: (WHERE.index(r.where), r.name)):
+        why = r.unavailable()
+        rows.append((r.name, ",".join(r.formats), r.where, ",".join(r.measures), "yes" if r.default else "-",
+                     "yes" if why is None else f"no: {why}"))
+    return _columns(rows)
+
+
+def runtimes() -> dict[str, Runtime]:
+    load_plugins()
+    return dict(_RUNTIMES)
+
+
+def get_runtime(name: str) -> Runtime:
+    rs = runtimes()
+    for r in rs.values():
+        if name == r.name or name in r.aliases:
+            return r
+    raise UnsupportedError(f"unknown runtime {name!r}; known: {', '.join(rs)}")
+
+
+def runtimes_for(target: str) -> list[Runtime]:
+    return [r for r in runtimes().values() if target in r.formats]
+
+
+def runner_for(target: str, runtime: str | None = None) -> type:
+    """The Runner class of ``runtime`` (default: the format's host runtime) for artifacts of ``target``."""
     t = get_target(target)
+    if runtime is not None:
+        r = get_runtime(runtime)
+        if target not in r.formats or r.runner is None:
+            raise UnsupportedError(f"runtime {r.name!r} does not run {target!r} artifacts in a worker; it runs"
+                                   f" {', '.join(r.formats)}")
+        return r.runner
     if t.runner is None:
         native = [n for n, x in targets().items() if x.native]
         raise UnsupportedError(f"no native runtime for target {target!r} (native: {', '.join(native)});"

@@ -1,7 +1,17 @@
-"""The runner contract: one subclass per native format, in that format's plugin. Runners read only the manifest.
+"""The runner contract: one subclass per runtime that runs in the evaluator's worker process (registered with
+``register_runtime(..., runner=...)``). Runners read only the manifest.
 
 ``load()`` once, then ``run({name: (N, ...) array}) -> {name: (N, ...) array}``. Artifacts are batch 1, so ``run``
 loops over samples; the timed loop calls ``invoke_one(prepare(one_sample))`` directly.
+
+Hooks a runtime may override (defaults suit a host runtime):
+
+- ``accepts(manifest) -> str | None``: why this runtime cannot take that artifact (a skipped row), e.g. a
+  microcontroller interpreter and an fp16 model;
+- ``variants(options) -> [dict]``: one row per variant (an emulated CPU each), passed back as ``self.variant``;
+- ``threaded``: False runs once, at one thread, whatever ``--threads`` asks;
+- ``measures_latency``: False skips the timed loop, and the row says ``latency_note``;
+- ``extra_fields() -> dict``: row fields only this runtime measures (``cpu``, ``arena_bytes`` ...), after ``run``.
 """
 
 from __future__ import annotations
@@ -38,19 +48,39 @@ def dequantize_output(spec: TensorSpec, y: np.ndarray) -> np.ndarray:
 
 
 class Runner:
-    target = ""  # set by register_target
-    runtime = ""  # package that runs the artifact
+    target = ""  # the format it runs (the first of the registration's formats)
+    runtime = ""  # what rows call the runtime (the package that runs the artifact); the registry name by default
+    runtime_name = ""  # its name in the runtime registry (set by register_runtime)
     runtime_version = ""
     backend = "cpu"
+    threaded = True  # False: one run at one thread, whatever --threads asks (an emulator, a microcontroller)
+    measures_latency = True  # False: no timed loop; the row carries latency_note instead
+    latency_note = ""
 
-    def __init__(self, manifest, threads: int = 1):
+    def __init__(self, manifest, threads: int = 1, *, options: dict | None = None, variant: dict | None = None):
         self.m = manifest
         self.threads = threads
         self.sig: Signature = manifest.sig
+        self.options = dict(options or {})  # this runtime's --flags (EvaluateOptions.runtime_options[name])
+        self.variant = dict(variant or {})  # one of variants(options)
 
     @classmethod
     def import_runtime(cls) -> None:
         """Import the runtime's modules, so that load() timings measure loading the artifact, not Python imports."""
+
+    @classmethod
+    def accepts(cls, manifest) -> str | None:
+        """None when this runtime can run the artifact; else one line saying why not and what to do instead."""
+        return None
+
+    @classmethod
+    def variants(cls, options: dict) -> list[dict]:
+        """One dict per row this runtime makes of one artifact (e.g. one per emulated CPU)."""
+        return [{}]
+
+    def extra_fields(self) -> dict:
+        """Row fields measured by this runtime only (after run): cpu, arena_bytes, flash_bytes, note ..."""
+        return {}
 
     def load(self) -> None:
         raise NotImplementedError

@@ -44,6 +44,24 @@ def find_chromium() -> str | None:
     return None
 
 
+def unavailable() -> str | None:
+    """Why the browser runtimes cannot run here (one line with the fix), or None: the runtime registry asks."""
+    from .server import NODE_MODULES, WEB
+
+    try:
+        exe = find_chromium()
+    except InputError as e:
+        return str(e)
+    if exe is None:
+        try:
+            from playwright._impl._driver import compute_driver_executable  # noqa: F401  (Playwright's own browser)
+        except ImportError:
+            return "no Chromium: apt-get install chromium, or set EDGEPORT_CHROMIUM=/path/to/chrome"
+    if not (NODE_MODULES / "@tensorflow" / "tfjs").is_dir():
+        return f"JS runtimes are not installed; run `npm ci --prefix {WEB}` (or ./run setup)"
+    return None
+
+
 def launch(p):
     exe = find_chromium()
     try:
@@ -284,7 +302,7 @@ def browser_capabilities(facts: dict) -> dict | None:
 def _base(m: Manifest, backend: str, runtime: str = "browser") -> Row:
     return Row(artifact=m.name, target=m.target, recipe=m.recipe, source=str((m.source or {}).get("model", "")),
                runtime=runtime, backend=backend, threads=None, device="chromium", manifest=str(m.path), task=m.task,
-               bytes=m.total_bytes)
+               bytes=m.total_bytes, where="browser")
 
 
 def _error_row(m: Manifest, backend: str, error: str) -> Row:

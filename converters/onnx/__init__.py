@@ -2,12 +2,16 @@
 fp16 with onnxconverter-common, int8 with onnxruntime.quantization; runs natively on onnxruntime (CPU execution
 provider) and in the browser on onnxruntime-web (the page's ``ort`` adapter)."""
 
-from edgeport.registry import register_target
+from edgeport.registry import register_runtime, register_target
 
 from .runner import OrtRunner
 
-register_target("onnx", suffix=".onnx", runner=OrtRunner, runtime="onnxruntime", browser="ort",
+register_target("onnx", suffix=".onnx", browser="ort",
                 versions=("onnx", "onnxruntime", "onnxconverter-common", "torch", "onnxscript", "tensorflow", "keras",
                           "tf2onnx"))
+register_runtime("onnxruntime", formats=("onnx",), where="host", runner=OrtRunner, default=True, aliases=("ort",),
+                 versions=("onnxruntime",), description="ONNX Runtime, CPU execution provider, this host's CPU")
+register_runtime("onnxruntime-web", formats=("onnx",), where="browser", started="browser", aliases=("ort-web",),
+                 description="onnxruntime-web (wasm, threaded SIMD) in headless Chromium")
 
 from . import from_keras, from_torch  # noqa: E402,F401  (attach the converters)
