@@ -46,12 +46,7 @@ def cmd_convert(a) -> int:
         if inputs:
             raise InputError("give either --input (repeatable) or --input-shape, not both")
         inputs = [parse_shape(a.input_shape)]
-    budget = None
-    if a.max_drop is not None or a.min_cosine is not None:
-        from .report import Budget
-
-        kw = {k: v for k, v in (("max_drop_pp", a.max_drop), ("min_cosine", a.min_cosine)) if v is not None}
-        budget = Budget(**kw)
+    budget = _budget(a)
     from .fronts import parse_norm
 
     opts = ConvertOptions(calib=a.calib, data=a.data, int8_io=a.int8_io, strict_parity=a.strict_parity, budget=budget,
@@ -74,9 +69,42 @@ def cmd_convert(a) -> int:
 
 
 def _budget(a):
-    from .report import Budget
+    """The budget flags given (--max-drop / --min-cosine / --min-snr, one per task), or None when none was."""
+    from .tasks import TASKS, Budget
 
-    return Budget(max_drop_pp=a.budget, min_cosine=a.min_cosine, min_snr_db=a.min_snr)
+    kw = {t.budget_field: getattr(a, t.keyword) for t in TASKS.values() if getattr(a, t.keyword) is not None}
+    return Budget(**kw) if kw else None
+
+
+def _budget_fits(paths: list[str], budget) -> None:
+    """A budget flag for a task none of the artifacts has would judge nothing: one line naming the right flag."""
+    from .errors import EdgeportError
+    from .manifest import Manifest, find_manifests
+    from .tasks import get_task
+
+    if budget is None:
+        return
+    tasks = set()
+    for p in find_manifests(paths):
+        try:
+            tasks.add(Manifest.read(p).task)
+        except (EdgeportError, OSError):
+            continue  # an unreadable manifest is the evaluator's row to report
+    given = budget.given()
+    if tasks and not any(t.name in tasks for t in given):
+        have = sorted(tasks)
+        where = " ".join(paths) if len(paths) == 1 else "the artifacts"
+        raise InputError(f"{given[0].flag} is for {given[0].name} models; {where} hold{'s' if len(paths) == 1 else ''}"
+                         f" {' and '.join(have)} models: use " + " / ".join(f"{get_task(t).flag} {get_task(t).metavar}" for t in have))
+
+
+def _budget_flags(s: argparse.ArgumentParser, help: str) -> None:
+    """One flag per task (edgeport.tasks), the same names in convert and evaluate."""
+    from .tasks import TASKS
+
+    for t in TASKS.values():
+        s.add_argument(t.flag, dest=t.keyword, type=float, default=None, metavar=t.metavar,
+                       help=help.format(what=t.help, task=t.name, default=t.default))
 
 
 def cmd_evaluate(a) -> int:
@@ -84,13 +112,15 @@ def cmd_evaluate(a) -> int:
     from .console import quiet
     from .fileio import RunFolder
     from .report import table
+    from .tasks import Budget
 
     runtimes, runtime_options = _runtime_choice(a)
-    opts = EvaluateOptions(threads=tuple(_csv(a.threads)), data=a.data, timeout_s=a.timeout, budget=_budget(a),
+    opts = EvaluateOptions(threads=tuple(_csv(a.threads)), data=a.data, timeout_s=a.timeout, budget=_budget(a) or Budget(),
                            runtimes=runtimes, runtime_options=runtime_options)
     for p in a.paths:
         if not Path(p).exists():
             raise InputError(f"{p} does not exist; pass a folder of artifacts or a manifest written by `edgeport convert`")
+    _budget_fits(a.paths, opts.budget if _budget(a) else None)
     if a.data:  # a missing, unreadable or unknown data set fails here, before a report folder exists
         from .data import load_dataset
 
@@ -240,11 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--strict-parity", action="store_true", help="fail when parity is outside the recipe's tolerance")
     s.add_argument("--timeout", type=float, default=None,
                    help="per-artifact time limit for a conversion, seconds (default 1800); a hang past it fails that artifact")
-    s.add_argument("--max-drop", type=float, default=None, metavar="PP",
-                   help="int8 must hold this accuracy drop (classification), judged on --data: equalization, then the"
-                   " fewest layers kept float")
-    s.add_argument("--min-cosine", type=float, default=None, metavar="C",
-                   help="int8 must hold this mean cosine against float (embedding), judged on --data")
+    _budget_flags(s, "int8 must hold this budget ({task} models: {what}), judged on --data: equalization, then the"
+                  " fewest layers kept float")
     s.add_argument("--input-format", default=None, metavar="FORMAT",
                    help="put preprocessing inside the model: rgb-uint8-nhwc | rgba-uint8-nhwc (an Android Bitmap's bytes"
                    " in) | bert-ids-mask-segments (MediaPipe's three BERT inputs)")
@@ -270,9 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
                    " input and optional labels y (default: each model's own default set, else the probe rows written at conversion: agreement with float, no accuracy)")
     s.add_argument("--threads", default="1,all", help="comma list of thread counts; 'all' = every core (default 1,all)")
     s.add_argument("--out", default="report", help="report folder (default report/)")
-    s.add_argument("--budget", type=float, default=defaults.ACCURACY_BUDGET_PP, help="classification: accuracy drop budget, pp")
-    s.add_argument("--min-cosine", type=float, default=defaults.MIN_COSINE, help="embedding: minimum mean cosine vs float")
-    s.add_argument("--min-snr", type=float, default=defaults.MIN_SNR_DB, help="regression: minimum SNR vs float, dB")
+    _budget_flags(s, "{task} rows within budget for the report's picks: {what} (default {default:g})")
+    s.add_argument("--budget", dest="max_drop", type=float, default=None, help=argparse.SUPPRESS)  # --max-drop's old name
     s.add_argument("--timeout", type=float, default=defaults.WORKER_TIMEOUT_S, help="per-artifact time limit, seconds")
     s.add_argument("--strict", action="store_true", help="exit non-zero if any row has an error")
     s.add_argument("--runtime", default=None, metavar="NAME[,NAME]",
@@ -297,6 +323,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-browser", action="store_true", help="skip the browser evaluation")
     s.add_argument("--port", type=int, default=8765)
     s.set_defaults(fn=cmd_demo)
+
+    from edgeport.edge.sweep import add_parser as add_sweep  # the sweep's flags and logic live in edge/sweep/
+
+    add_sweep(sub, common)
     return p
 
 

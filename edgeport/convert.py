@@ -37,7 +37,7 @@ from . import data as dat
 from . import errors as _errors
 from .config import ConvertOptions
 from .console import log as _log
-from .errors import ConversionFailed, EdgeportError, InputError, ParityError, Terminated, one_line
+from .errors import ConversionFailed, EdgeportError, InputError, ParityError, Terminated, UnsupportedError, one_line
 from .fileio import RunFolder, sha256_file
 from .manifest import SUFFIX, Manifest, file_entries
 from .procs import die_with_parent, kill_group, signal_name
@@ -55,6 +55,14 @@ class Plan:
 
     pairs: tuple[tuple[str, str], ...]
     needs_calib: bool
+    # (target, recipe, why) of an explicit recipe list that a requested target does not have: left out, said once.
+    skipped: tuple[tuple[str, str, str], ...] = ()
+
+    def skipped_line(self) -> str | None:
+        """``skipped tflite uint8: no such recipe for keras -> tflite`` (None when nothing was left out)."""
+        if not self.skipped:
+            return None
+        return "skipped " + "; ".join(f"{t} {r}: {why}" for t, r, why in self.skipped)
 
 
 def _known_names(targets: list[str], recipes: list[str]) -> None:
@@ -68,18 +76,77 @@ def _known_names(targets: list[str], recipes: list[str]) -> None:
 
 
 def plan(framework: str, targets: list[str], recipes: list[str]) -> Plan:
+    """The (target, recipe) pairs: ``["all"]`` is every recipe of each target; an explicit list applies each recipe
+    to the requested targets that have it (the others are ``skipped``), and a recipe none of them has is an error."""
     from edgeport.recipes import get_recipe
 
-    pairs = []
-    for t in targets:
-        c = get_converter(framework, t)
-        wanted = list(c.recipes) if recipes == ["all"] else recipes
-        for r in wanted:
-            check_recipe(framework, t, r)
-            pairs.append((t, r))
+    convs = {t: get_converter(framework, t) for t in targets}
+    pairs, skipped = [], []
+    if recipes == ["all"]:
+        pairs = [(t, r) for t, c in convs.items() for r in c.recipes]
+    else:
+        for r in recipes:
+            get_recipe(r)
+            if not any(r in c.recipes for c in convs.values()):
+                if len(convs) == 1:
+                    check_recipe(framework, targets[0], r)  # raises, naming that target's recipes
+                raise UnsupportedError(f"recipe {r!r} does not exist for {framework} -> {', '.join(convs)}; supported: "
+                                       + "; ".join(f"{t}: {', '.join(c.recipes)}" for t, c in convs.items()))
+        for t, c in convs.items():
+            for r in recipes:
+                if r in c.recipes:
+                    pairs.append((t, r))
+                else:
+                    skipped.append((t, r, f"no such recipe for {framework} -> {t}"))
     if not pairs:
         raise InputError("nothing to convert; name at least one --to target and --quant recipe (see `edgeport targets`)")
-    return Plan(tuple(pairs), any(get_recipe(r).needs_calibration for _, r in pairs))
+    return Plan(tuple(pairs), any(get_recipe(r).needs_calibration for _, r in pairs), tuple(skipped))
+
+
+def _budget_holders(framework: str | None = None) -> list[str]:
+    """``target recipe`` pairs whose converter holds an accuracy budget (for ``framework``, or for any)."""
+    from .registry import targets as all_targets
+
+    return sorted({f"{t.name} {r}" for t in all_targets().values() for f, c in t.converters.items()
+                   if framework in (None, f) for r in c.budget})
+
+
+def _budget_precheck(targets: list[str], recipes: list[str], budget, task: str | None, model: Any) -> None:
+    """Before the model loads: a budget flag for another task than an explicit --task, or for targets and recipes
+    of which none can hold a budget whatever the framework, is one line."""
+    from edgeport.recipes import get_recipe
+
+    if budget is None:
+        return
+    if task:
+        budget.for_task(task, model if isinstance(model, str) else "this model")
+    wanted = [(t, r) for t in targets for c in get_target(t).converters.values()
+              for r in (c.recipes if recipes == ["all"] else recipes) if r in c.recipes]
+    if not any(get_recipe(r).budget and any(r in c.budget for c in get_target(t).converters.values())
+               for t, r in wanted):
+        _refuse_budget(budget, sorted({f"{t} {r}" for t, r in wanted}), _budget_holders())
+
+
+def check_budget(budget, src: Source, model: Any, pl: Plan) -> None:
+    """Once the model's task and framework are known: the budget must be its task's (``--max-drop`` for a
+    classifier ...) and some planned recipe must hold it; a planned recipe that could hold one on a target without
+    a budget search is refused too (it would come out plain)."""
+    from edgeport.recipes import get_recipe
+
+    if budget is None:
+        return
+    budget.for_task(src.task, model if isinstance(model, str) else src.model_id)
+    holders = [(t, r) for t, r in pl.pairs if get_recipe(r).budget]
+    cannot = [f"{t} {r}" for t, r in holders if r not in get_converter(src.framework, t).budget]
+    if holders and not cannot:
+        return
+    _refuse_budget(budget, cannot or [f"{t} {r}" for t, r in pl.pairs], _budget_holders(src.framework), src.framework)
+
+
+def _refuse_budget(budget, pairs: list[str], able: list[str], framework: str | None = None) -> None:
+    flag = " / ".join(t.flag for t in budget.given()) or "an accuracy budget"
+    raise UnsupportedError(f"{flag}: {', '.join(pairs)} cannot hold an accuracy budget (no budget search there); these can"
+                           f"{f' for {framework} models' if framework else ''}: {', '.join(able) or 'none'}")
 
 
 @dataclass
@@ -156,6 +223,7 @@ def convert(
         for n in run.removed:
             _log(f"removed {out / n}: staging left by an interrupted run")
         _known_names(targets, recipes)  # a target or recipe that does not exist fails before the model loads
+        _budget_precheck(targets, recipes, options.budget, task, model)  # so does a budget that cannot apply
         src = model if isinstance(model, Source) else load_source(model, weights=weights, inputs=inputs, task=task,
                                                                   imports=imports, name=name)
         src = _front(src, options, name)
@@ -170,6 +238,9 @@ def convert(
         for note in src.notes:
             _log(f"note: {src.name}: {note}")
         pl = plan(src.framework, targets, recipes)
+        if pl.skipped:
+            _log(pl.skipped_line())
+        check_budget(options.budget, src, model, pl)
         _check_collisions(src, pl, out)
         calib, probe, meta = dat.calibration_and_probe(src.signature, src.preprocessing, calib=options.calib,
                                                        data=options.data, default_data=src.default_data,
@@ -258,7 +329,9 @@ def _fit_probe(probe: dict, float_out: dict, meta: dict) -> tuple[dict, dict]:
 def _budget_rows(src: Source, options: ConvertOptions, pl: Plan) -> dict | None:
     """With an accuracy budget: every held-out row of --data (or the model's own set), with labels "y" when the set
     has them. The calibration rows come from --calib or the set's train split, never from these."""
-    if options.budget is None or not any(r == "int8" for _, r in pl.pairs):
+    from edgeport.recipes import get_recipe
+
+    if options.budget is None or not any(get_recipe(r).budget for _, r in pl.pairs):
         return None
     spec = options.data or src.default_data
     if not spec:
@@ -316,6 +389,7 @@ def _run_in_process(shared: Shared, jobs, out: Path, staging: Path, *, started, 
 def convert_one(shared: Shared, t: str, r: str, out: Path, staging: Path, cache: dict) -> Manifest:
     """One (target, recipe): convert in a staging folder, measure parity there, then publish. Returns the manifest."""
     from edgeport.job import Job
+    from edgeport.recipes import get_recipe
 
     src, options = shared.src, shared.options
     conv = get_converter(src.framework, t)
@@ -323,7 +397,8 @@ def convert_one(shared: Shared, t: str, r: str, out: Path, staging: Path, cache:
     t0 = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix=f"{base}.{t}.", dir=staging))
     try:
-        job = Job(src, r, work, base, shared.calib if r == "int8" else None, options, shared.example, cache,
+        calibrated = get_recipe(r).needs_calibration
+        job = Job(src, r, work, base, shared.calib if calibrated else None, options, shared.example, cache,
                   holdout=shared.holdout)
         produced = conv.fn(job)
         seconds = time.perf_counter() - t0
@@ -336,7 +411,7 @@ def convert_one(shared: Shared, t: str, r: str, out: Path, staging: Path, cache:
             preprocessing=shared.preprocessing,
             parity={"status": "pending"},
             probe={},
-            calibration=shared.meta.get("calibration") if r == "int8" else None,
+            calibration=shared.meta.get("calibration") if calibrated else None,
             delegation=produced.delegation,
             conversion={"converter": conv.tool, "seconds": round(seconds, 3), "notes": produced.notes},
             quantization=produced.quantization,

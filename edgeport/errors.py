@@ -1,5 +1,7 @@
 """Typed errors. Each message names the problem and the fix, on one line."""
 
+import re
+
 
 class EdgeportError(ValueError):
     """Base of every error edgeport raises on purpose; the CLI prints it as one line and exits 2."""
@@ -41,14 +43,49 @@ class ArtifactError(EdgeportError):
 class QuantizationBudgetError(EdgeportError): """No int8 recipe (equalization, then layers kept float) met the accuracy budget; names the best reached."""
 
 
-def one_line(exc: BaseException, limit: int = 400) -> str:
-    """First meaningful line of an exception, clipped, for use inside our own messages."""
+_PASS_LIST = re.compile(r" after the following passes: \[.*?\]")  # torch/ExecuTorch pass managers list every pass run
+
+
+def _first_line(exc: BaseException) -> str:
+    """The line of one exception that says what went wrong: its first line, continued while it ends with ':' or the
+    next line goes on in lower case (onnx.checker breaks "input 'z' of node:" / "name: relu1 OpType: Relu" / "is not
+    output of any previous nodes." over three lines), whitespace collapsed."""
     text = str(exc).strip() or type(exc).__name__
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    first = lines[0] if lines else text
-    if len(first) > limit:
-        first = first[: limit - 3] + "..."
-    return first
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()] or [text]
+    out = lines[0]
+    for ln in lines[1:4]:
+        if not (out.endswith(":") or ln[:1].islower()):
+            break
+        out += " " + ln
+    return _PASS_LIST.sub("", " ".join(out.split()))
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """What went wrong, as one clipped line for use inside our own messages: the exception's first meaningful line
+    and, when it was raised from (or while handling) another, the innermost cause, which is where a wrapped
+    library error says what actually failed ("An error occurred when running the 'X' pass" -> "required rank 4
+    tensor to use channels_last format"). The full traceback stays in the log."""
+    inner, seen = exc, {id(exc)}
+    while True:
+        nxt = inner.__cause__ or (None if inner.__suppress_context__ else inner.__context__)
+        if nxt is None or id(nxt) in seen:
+            break
+        seen.add(id(nxt))
+        inner = nxt
+    head = _first_line(exc)
+    if inner is exc:
+        return _clip(head, limit)
+    cause = _first_line(inner)
+    if cause[:60] in head:  # our own message already quotes it
+        return _clip(head, limit)
+    cause = f"{type(inner).__name__}: {cause}" if type(inner).__name__ not in cause else cause
+    # the cause is what the reader needs: it gets the room the head does not use, and at least two thirds
+    cause = _clip(cause, limit - 10 - min(len(head), limit // 3))
+    return _clip(head, limit - 10 - len(cause)) + " (cause: " + cause + ")"
 
 
 class ConversionFailed(EdgeportError):

@@ -91,16 +91,23 @@ class RunFolder:
     """A hidden staging folder for one run inside an output folder (``.edgeport-run-*.part/``), holding the run's
     work files and its tool log. The run holds an exclusive lock on it, so the next run can tell a crashed run's
     leftovers (lock free) from a live run's (lock held) and removes them. On exit the folder is removed; with
-    ``keep_log`` set the tool log is kept as ``<out>/edgeport.log``.
+    ``keep_log`` set the tool log is kept as ``<out>/edgeport-YYYYmmdd-HHMMSS-PID[-N].log`` (``kept_log``), a name
+    of this run's own, so that the log a failure message names is never replaced by the next run's.
 
     On entry: ``out`` must be a writable folder (created when missing); stale staging folders are removed and
     reported (``removed``).
     """
 
     LOG_NAME = "edgeport.log"
+    _runs = 0  # runs started by this process: a second run in the same second gets its own log name
 
     def __init__(self, out: str | Path, flag: str = "--out"):
+        import time
+
         self.out = Path(out)
+        n, RunFolder._runs = RunFolder._runs, RunFolder._runs + 1
+        self._log_name = (f"edgeport-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{os.getpid()}"
+                          + (f"-{n}" if n else "") + ".log")
         self.flag = flag
         self.dir: Path | None = None
         self.keep_log = False
@@ -115,7 +122,7 @@ class RunFolder:
 
     @property
     def kept_log(self) -> Path:
-        return self.out / self.LOG_NAME
+        return self.out / self._log_name
 
     def __enter__(self) -> "RunFolder":
         import fcntl

@@ -10,29 +10,21 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import InputError
-from .signature import TASKS, Signature
-
-# Tolerances by task and recipe family ("float32" | "float16" | "quantized"). Keyword-only overrides in within().
-TOLERANCE = {
-    "classification": {"float32": {"max_abs": 1e-4, "min_agreement": 1.0},
-                       "float16": {"max_abs": 1e-2, "min_agreement": 0.98},
-                       "quantized": {"min_agreement": 0.98}},
-    "embedding": {"float32": {"min_cosine": 0.99999},
-                  "float16": {"min_cosine": 0.9995},
-                  "quantized": {"min_cosine": 0.99}},
-    "regression": {"float32": {"min_snr_db": 60.0},
-                   "float16": {"min_snr_db": 40.0},
-                   "quantized": {"min_snr_db": 20.0}},
-}
-_FAMILY = {"fp32": "float32", "fp16": "float16", "uint16": "float16"}
+from .recipes import RECIPES
+from .signature import Signature
+from .tasks import TASKS, get_task
 
 
 def family(recipe: str) -> str:
-    return _FAMILY.get(recipe, "quantized")
+    """The recipe's tolerance family (float32 | float16 | quantized); a recipe this edgeport does not know is judged
+    as quantized."""
+    r = RECIPES.get(recipe)
+    return r.family if r else "quantized"
 
 
 def tolerance(task: str, recipe: str) -> dict:
-    return dict(TOLERANCE[task][family(recipe)])
+    """Parity tolerances of a task at a recipe (the task's, per recipe family). Keyword-only overrides in within()."""
+    return dict(get_task(task).tolerance[family(recipe)])
 
 
 def _per_sample(a: np.ndarray) -> np.ndarray:
@@ -41,11 +33,16 @@ def _per_sample(a: np.ndarray) -> np.ndarray:
 
 
 def cosine_rows(ref: np.ndarray, got: np.ndarray) -> np.ndarray:
+    """Cosine per sample. A zero vector against a non-zero one is 0 (it points nowhere, so it agrees with nothing);
+    both zero is 1 (and :func:`output_flags` says "float-zero"); NaN/Inf stay NaN."""
     r, g = _per_sample(ref), _per_sample(got)
     num = (r * g).sum(1)
-    den = np.linalg.norm(r, axis=1) * np.linalg.norm(g, axis=1)
-    both_zero = den == 0
-    return np.where(both_zero, 1.0, num / np.where(both_zero, 1.0, den))
+    nr, ng = np.linalg.norm(r, axis=1), np.linalg.norm(g, axis=1)
+    both_zero = (nr == 0) & (ng == 0)
+    den = nr * ng
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = num / np.where(den == 0, 1.0, den)
+    return np.where(both_zero, 1.0, np.where(den == 0, 0.0, cos))
 
 
 def snr_db(ref: np.ndarray, got: np.ndarray) -> float:
@@ -54,7 +51,60 @@ def snr_db(ref: np.ndarray, got: np.ndarray) -> float:
     signal = float((r ** 2).sum())
     if noise == 0:
         return float("inf")
+    if not np.isfinite(noise):
+        return float("-inf")
     return float(10 * np.log10(max(signal, 1e-300) / noise))
+
+
+def norm_ratio(ref: np.ndarray, got: np.ndarray) -> float | None:
+    """||got|| / ||ref|| over every element: 1 when the scale is right, whatever the direction. None when the
+    reference is all zero or either side is not finite."""
+    r, g = np.asarray(ref, np.float64), np.asarray(got, np.float64)
+    if not (np.isfinite(r).all() and np.isfinite(g).all()):
+        return None
+    nr = float(np.linalg.norm(r))
+    return None if nr == 0 else float(np.linalg.norm(g)) / nr
+
+
+# A scale off by more than this factor either way is flagged: int8 and fp16 keep the norm within a few percent on
+# any working artifact; a factor 2 is a broken one (a clamped constant, a lost dequantize), whatever its cosine.
+SCALE_FACTOR = 2.0
+# Flags that make a row fail its budget and its parity, whatever the task and the other numbers.
+FAILING_FLAGS = ("all-zero", "nan", "inf", "scale")
+
+
+def output_flags(ref: np.ndarray | None, got: np.ndarray) -> list[str]:
+    """What is wrong with an artifact's outputs on their own or against the float model's, as short names:
+    "nan" / "inf" (any non-finite value), "all-zero" (every value zero while the float model's are not),
+    "scale" (norm ratio outside 1/SCALE_FACTOR..SCALE_FACTOR), and "float-zero" (the float model's outputs are all
+    zero too: a cosine of 1 then means nothing; recorded, not failing)."""
+    g = np.asarray(got, np.float64)
+    flags = []
+    if np.isnan(g).any():
+        flags.append("nan")
+    if np.isinf(g).any():
+        flags.append("inf")
+    if flags:
+        return flags
+    ref_zero = ref is not None and not np.asarray(ref, np.float64).any()
+    if not g.any():
+        flags.append("float-zero" if ref_zero else "all-zero")
+    elif ref is not None and not ref_zero:
+        k = norm_ratio(ref, got)
+        if k is not None and not (1 / SCALE_FACTOR <= k <= SCALE_FACTOR):
+            flags.append("scale")
+    return flags
+
+
+def failing_flags(flags) -> list[str]:
+    return [f for f in flags or () if f in FAILING_FLAGS]
+
+
+def describe_flags(flags, ratio: float | None = None) -> str:
+    """Failing flags as words for a report note or an assertion: "outputs all zero", "norm 1.2e+05x float"."""
+    words = {"all-zero": "outputs all zero", "nan": "outputs hold NaN", "inf": "outputs hold Inf",
+             "scale": f"output norm {ratio:.3g}x the float model's" if ratio is not None else "output scale off"}
+    return "; ".join(words[f] for f in failing_flags(flags))
 
 
 def compare(reference: np.ndarray, candidate: np.ndarray, name: str = "output") -> dict:
@@ -66,9 +116,10 @@ def compare(reference: np.ndarray, candidate: np.ndarray, name: str = "output") 
     diff = np.abs(ref - got)
     rel = diff / np.maximum(np.abs(ref), 1e-6)
     cos = cosine_rows(ref, got)
+    k = norm_ratio(ref, got)
     out = {"name": name, "max_abs_diff": float(diff.max(initial=0.0)), "max_rel_diff": float(rel.max(initial=0.0)),
            "snr_db": _finite(snr_db(ref, got)), "cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()),
-           "samples": int(len(ref))}
+           "norm_ratio": None if k is None else round(k, 6), "flags": output_flags(ref, got), "samples": int(len(ref))}
     if ref.ndim >= 2 and ref.shape[-1] > 1:
         out["top1_agreement"] = float((ref.argmax(-1) == got.argmax(-1)).mean())
     return out
@@ -82,6 +133,8 @@ def within(task: str, recipe: str, result: dict, **override) -> list[str]:
     """Failures of one compared output against the task/recipe tolerance (empty when within)."""
     tol = {**tolerance(task, recipe), **{k: v for k, v in override.items() if v is not None}}
     name, fails = result["name"], []
+    if failing_flags(result.get("flags")):
+        fails.append(f"{name}: {describe_flags(result['flags'], result.get('norm_ratio'))}")
     if "max_abs" in tol:
         scale = max(1.0, float(result.get("ref_max_abs", 1.0) or 1.0))
         if result["max_abs_diff"] > tol["max_abs"] * scale:
@@ -135,9 +188,11 @@ def task_metrics(task: str, ref: dict[str, np.ndarray] | None, got: dict[str, np
             out["accuracy"] = float((np.asarray(z).reshape(len(z), -1).argmax(-1) == y).mean())
         if r is not None:
             out["agreement"] = float((_per_sample(r).argmax(-1) == _per_sample(z).argmax(-1)).mean())
+    out["flags"] = output_flags(r, z)
     if r is not None:
         c = compare(r, z, primary)
-        out.update({"max_abs_diff": c["max_abs_diff"], "max_rel_diff": c["max_rel_diff"], "snr_db": c["snr_db"]})
+        out.update({"max_abs_diff": c["max_abs_diff"], "max_rel_diff": c["max_rel_diff"], "snr_db": c["snr_db"],
+                    "norm_ratio": c["norm_ratio"]})
         if task == "embedding":
             out.update({"cosine_mean": c["cosine_mean"], "cosine_min": c["cosine_min"], "nn_agreement": nn_agreement(r, z)})
         out["outputs"] = [compare(ref[k], got[k], k) for k in ref if k in got]

@@ -15,25 +15,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import defaults
 from .errors import ArtifactError
 from .fileio import write_text_atomic
+from .tasks import Budget, get_task
+
+__all__ = ["Budget", "Report", "Row", "SCHEMA"]  # Budget lives with the tasks (edgeport.tasks); kept importable here
 
 SCHEMA = 2
-
-
-@dataclass(frozen=True)
-class Budget:
-    """What "within budget" means for each task (one place; the CLI flags fill it)."""
-
-    max_drop_pp: float = defaults.ACCURACY_BUDGET_PP  # classification: accuracy drop against float, percentage points
-    min_cosine: float = defaults.MIN_COSINE  # embedding: mean cosine against float
-    min_snr_db: float = defaults.MIN_SNR_DB  # regression: SNR against float, dB
-
-    def describe(self, task: str | None = None) -> str:
-        parts = {"classification": f"drop <= {self.max_drop_pp:g} pp", "embedding": f"cosine >= {self.min_cosine:g}",
-                 "regression": f"SNR >= {self.min_snr_db:g} dB"}
-        return parts[task] if task else "; ".join(f"{k}: {v}" for k, v in parts.items())
 
 
 @dataclass
@@ -75,30 +63,38 @@ class Row:
     build: str | None = None  # browser runtime build (simd, threaded ...)
     skipped: str | None = None  # set when the backend is not available here (not an error)
     error: str | None = None
+    norm_ratio: float | None = None  # ||outputs|| / ||float outputs|| of the primary output (1: the scale is right)
+    flags: list | None = None  # what is wrong with the outputs whatever the metrics say: all-zero, nan, inf, scale
+
+    def failing_flags(self) -> list[str]:
+        from .metrics import failing_flags
+
+        return failing_flags(self.flags)
+
+    # where the runtime ran it: host | emulated | browser | device | mcu | app (the runtime registry's `where`)
+    where: str = "host"
+    cpu: str | None = None  # the CPU it ran on: the host's model, or the emulated core (qemu's -cpu name)
+    note: str | None = None  # what the row does not measure and why ("emulated: latency not measured")
+    # the same artifact on the host runtime of its format, on the same inputs: {runtime, max_abs_diff, agreement,
+    # cosine_mean, snr_db} (the "ARM vs x86" and "TFLM vs LiteRT" column)
+    vs_host: dict | None = None
+    arena_bytes: int | None = None  # microcontroller: smallest tensor arena that allocates, measured
+    flash_bytes: int | None = None  # microcontroller: model bytes as a C array
+    fits: dict | None = None  # microcontroller budget: {ram: {need, have, ok}, flash: {...}}
 
     def key(self) -> tuple:
-        return (self.artifact, self.runtime, self.backend, self.threads, self.device)
+        return (self.artifact, self.runtime, self.backend, self.threads, self.device, self.cpu)
 
     def quality(self) -> float | None:
         """The task's headline number: accuracy (%), cosine mean, or SNR (dB)."""
-        if self.task == "classification":
-            return None if self.accuracy is None else 100 * self.accuracy
-        if self.task == "embedding":
-            return self.cosine_mean
-        return self.snr_db
+        return get_task(self.task).quality(self)
 
     def within(self, budget: "Budget | float") -> bool:
         """A row that ran and stays within the task's budget against float."""
         b = budget if isinstance(budget, Budget) else Budget(max_drop_pp=float(budget))
-        if self.error is not None or self.skipped:
+        if self.error is not None or self.skipped or self.failing_flags():
             return False
-        if self.task == "classification":
-            if self.accuracy_drop_pp is not None:
-                return self.accuracy_drop_pp <= b.max_drop_pp
-            return self.agreement is not None and round(100 * (1 - self.agreement), 6) <= b.max_drop_pp
-        if self.task == "embedding":
-            return self.cosine_mean is not None and self.cosine_mean >= b.min_cosine
-        return self.snr_db is None and self.max_abs_diff == 0 or (self.snr_db is not None and self.snr_db >= b.min_snr_db)
+        return get_task(self.task).within(self, b.threshold(self.task))
 
 
 @dataclass
@@ -115,7 +111,7 @@ class Report:
     # ------------------------------------------------------------------ io
     def to_dict(self) -> dict:
         return {"schema": self.schema, "created": self.created, "data": self.data, "host": self.host,
-                "budget": asdict(self.budget), "float_baseline": self.float_baseline, "extra": self.extra,
+                "budget": asdict(self.budget.filled()), "float_baseline": self.float_baseline, "extra": self.extra,
                 "rows": [asdict(r) for r in self.rows]}
 
     def write(self, folder: str | Path) -> Path:
@@ -219,10 +215,18 @@ TASK_COLUMNS = {
     "classification": [("acc %", lambda r: _fmt(_pct(r.accuracy), ".2f")), ("drop pp", lambda r: _fmt(r.accuracy_drop_pp, "+.2f")),
                        ("agree %", lambda r: _fmt(_pct(r.agreement), ".1f"))],
     "embedding": [("cos mean", lambda r: _fmt(r.cosine_mean, ".5f")), ("cos min", lambda r: _fmt(r.cosine_min, ".4f")),
-                  ("NN agree %", lambda r: _fmt(_pct(r.nn_agreement), ".1f"))],
+                  ("NN agree %", lambda r: _fmt(_pct(r.nn_agreement), ".1f")), ("SNR dB", lambda r: _fmt(r.snr_db, ".1f")),
+                  ("norm x", lambda r: _fmt(r.norm_ratio, ".3g"))],
     "regression": [("SNR dB", lambda r: _fmt(r.snr_db, ".1f")), ("max|d|", lambda r: _fmt(r.max_abs_diff, ".3g")),
-                   ("max rel", lambda r: _fmt(r.max_rel_diff, ".3g"))],
+                   ("max rel", lambda r: _fmt(r.max_rel_diff, ".3g")), ("norm x", lambda r: _fmt(r.norm_ratio, ".3g"))],
 }
+
+
+def flag_note(r: Row) -> str:
+    """The row's failing flags as a note ("FLAGGED: outputs all zero"), empty when none."""
+    from .metrics import describe_flags
+
+    return f"FLAGGED: {describe_flags(r.flags, r.norm_ratio)}" if r.failing_flags() else ""
 
 
 def _source_rows(report: Report, src: str) -> list[Row]:
@@ -350,7 +354,7 @@ def table(report: Report, budget: Budget | None = None) -> str:
                               _fmt_bytes(r.bytes), "", *[""] * len(cols), "", "", "", "", "", why))
                 continue
             lat = r.latency_ms or {}
-            note = "; ".join(x for x in (mark.get(r.key(), "") or ("" if r.within(b) else f"over budget ({b.describe(r.task)})"),
+            note = "; ".join(x for x in (flag_note(r), mark.get(r.key(), "") or ("" if r.within(b) else f"over budget ({b.describe(r.task)})"),
                                          _not_deployable(r)) if x)
             lines.append((r.artifact, f"{r.runtime}/{r.backend}", _short_build(r.build), _fmt(r.threads, "d"),
                           _fmt_bytes(r.bytes), _fmt_bytes(r.gzip_bytes), *[c[1](r) for c in cols],
@@ -380,13 +384,20 @@ def table(report: Report, budget: Budget | None = None) -> str:
 
 
 def parity_text(task: str, o: dict) -> str:
-    """One compared output in the task's terms (conversion log and table)."""
-    if task == "embedding":
-        return f"cos mean {o['cosine_mean']:.5f} min {o['cosine_min']:.4f}"
-    if task == "classification":
-        return f"max|d| {o['max_abs_diff']:.2g} agree {o.get('top1_agreement', float('nan')):.3f}"
+    """One compared output in the task's terms (conversion log and table), its failing flags first."""
+    from .metrics import describe_flags
+
+    flagged = describe_flags(o.get("flags"), o.get("norm_ratio"))
+    head = f"FLAGGED {flagged}; " if flagged else ""
     snr = o.get("snr_db")
-    return f"max|d| {o['max_abs_diff']:.2g} SNR {'inf' if snr is None else snr} dB"
+    snr_txt = f"SNR {'inf' if snr is None else snr} dB"
+    k = o.get("norm_ratio")
+    norm = f" norm {k:.3g}x" if k is not None else ""
+    if task == "embedding":
+        return head + f"cos mean {o['cosine_mean']:.5f} min {o['cosine_min']:.4f} {snr_txt}{norm}"
+    if task == "classification":
+        return head + f"max|d| {o['max_abs_diff']:.2g} agree {o.get('top1_agreement', float('nan')):.3f}"
+    return head + f"max|d| {o['max_abs_diff']:.2g} {snr_txt}{norm}"
 
 
 def artifact_table(manifests) -> str:
@@ -420,8 +431,6 @@ def _pareto(points: list[tuple[float, float, Any]]) -> list[Any]:
     return front
 
 
-_QUALITY_LABEL = {"classification": "held-out top-1 accuracy (%)", "embedding": "cosine vs float (mean)",
-                  "regression": "SNR vs float (dB)"}
 _COLORS = {"tflite": "#1f77b4", "pte": "#d62728", "tfjs": "#2ca02c", "onnx": "#9467bd"}
 
 
@@ -456,7 +465,7 @@ def _plots(report: Report) -> list[str]:
                 ax.axhline(100 * report.float_baseline[src], color="gray", lw=0.9, ls=":", label="float baseline")
             ax.set_xscale("log")
             ax.set_xlabel("artifact size (KiB, log)")
-            ax.set_ylabel(_QUALITY_LABEL[task])
+            ax.set_ylabel(get_task(task).quality_label)
             ax.set_title(src, fontsize=10)
             ax.grid(alpha=0.3)
             for t, c in _COLORS.items():
@@ -519,7 +528,7 @@ def render_html(report: Report) -> str:
             cls = "err" if r.error else ("skip" if r.skipped else ("pick" if r.key() in mark else ("" if r.within(b) else "over")))
             cls += " browser" if _is_browser(r) else ""
             note = r.error or (f"skipped: {r.skipped}" if r.skipped else "; ".join(x for x in (
-                mark.get(r.key(), "") or ("" if r.within(b) else f"over budget ({b.describe(task)})"),
+                flag_note(r), mark.get(r.key(), "") or ("" if r.within(b) else f"over budget ({b.describe(task)})"),
                 "fastest browser setup" if fastest_browser.get(src) is r else "", _not_deployable(r)) if x))
             cells = [r.artifact, r.device, f"{r.runtime}/{r.backend}", r.build or "-", _fmt(r.threads, "d"),
                      _fmt(r.bytes, ","), _fmt_bytes(r.gzip_bytes),

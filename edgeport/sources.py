@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .binding import bind_inputs, check_output
 from .errors import EdgeportError, InputError, UnsupportedError, one_line
 from .fileio import sha256_file
 from .signature import Signature, TensorSpec, dtype_name, make_input
@@ -131,9 +132,11 @@ def flatten_outputs(res) -> dict[str, np.ndarray]:
     joined with '.'), in the order torch.export flattens them."""
     out: dict[str, np.ndarray] = {}
 
-    def conv(v):
+    def conv(path: str, v):
         if hasattr(v, "detach"):
             return v.detach().cpu().numpy()
+        if not isinstance(v, (np.ndarray, np.generic, int, float, bool)) and not hasattr(v, "numpy"):
+            check_output(path, v)  # a cache or custom object: one line naming it, not "dtype object" later
         return np.asarray(v)
 
     def walk(prefix: str, v):
@@ -143,9 +146,10 @@ def flatten_outputs(res) -> dict[str, np.ndarray]:
                     walk(f"{prefix}.{k}" if prefix else str(k), v[k])
         elif isinstance(v, (tuple, list)):
             for i, x in enumerate(v):
-                walk(f"{prefix}_{i}" if prefix else f"output_{i}", x)
+                if x is not None:
+                    walk(f"{prefix}_{i}" if prefix else f"output_{i}", x)
         else:
-            out[prefix or "output"] = conv(v)
+            out[prefix or "output"] = conv(prefix or "output", v)
 
     walk("", res)
     return out
@@ -336,8 +340,10 @@ def _load_object(model, inputs, name: str | None) -> Source:
                              " inputs=[parse_input_spec('x:float32[1,3,32,32]')]")
         model.eval()
         sha = _object_hash(model)
-        return Source("torch", f"python:{type(model).__name__}@{sha[-8:]}", _safe_name(name or type(model).__name__.lower()),
-                      sha, model, Signature(tuple(inputs)))
+        cls = type(model).__name__
+        model, note = bind_inputs(model, [s.name for s in inputs], cls)
+        return Source("torch", f"python:{cls}@{sha[-8:]}", _safe_name(name or cls.lower()),
+                      sha, model, Signature(tuple(inputs)), notes=[note] if note else [])
     raise InputError(f"cannot convert a {type(model).__name__}; pass a keras.Model, a torch.nn.Module or a model path")
 
 
@@ -390,8 +396,9 @@ def _load_torch_factory(spec: str, weights: str | None, inputs) -> Source:
         sha = sha256_file(wp)
         weights = str(wp.resolve())
     model.eval()
+    model, note = bind_inputs(model, [s.name for s in inputs], spec)
     return Source("torch", spec, _safe_name(fn_name if fn_name not in ("build", "create", "model") else mod_name.split(".")[-1]),
-                  sha, model, Signature(tuple(inputs)), weights=weights)
+                  sha, model, Signature(tuple(inputs)), weights=weights, notes=[note] if note else [])
 
 
 def parse_shape(text: str | None) -> TensorSpec | None:

@@ -40,7 +40,6 @@ __all__ = ["assert_quantized_close", "QuantizedAccuracyError", "EdgeportSession"
 _SOURCE_OPTIONS = ("weights", "inputs", "input_shape", "task", "imports", "name")
 _CONVERT_OPTIONS = ("data", "int8_io", "calib_samples", "strict_parity")
 _CALL_OPTIONS = ("isolate", "timeout_s", "quiet")
-_BUDGET_ARG = {"classification": "max_drop", "embedding": "min_cosine", "regression": "min_snr_db"}
 
 
 class QuantizedAccuracyError(AssertionError):
@@ -83,7 +82,8 @@ class EdgeportSession:
                             + ", ".join(_SOURCE_OPTIONS + _CONVERT_OPTIONS + _CALL_OPTIONS))
         targets, recipes = _names(to, "to"), _names(quant, "quant")
         src_kw = {k: options[k] for k in _SOURCE_OPTIONS if k in options}
-        # quiet: the converters' own output (C++ included) goes to edgeport.log beside the artifacts, so that a
+        # quiet: the converters' own output (C++ included) goes to the run's edgeport-<time>-<pid>.log beside the
+        # artifacts, so that a
         # failing test shows its table rather than pages of MLIR passes; quiet=False leaves it in pytest's capture
         call_kw = {"quiet": True, **{k: options[k] for k in _CALL_OPTIONS if k in options}}
         opts = ConvertOptions(calib=self._data(calib, "calib"), data=self._data(options.get("data"), "data"),
@@ -303,29 +303,18 @@ class EdgeportSession:
 
 
 def _worst(rows) -> list[str]:
+    """Per task, the quantized row furthest from the float model, in the task's words."""
+    import math
+
+    from edgeport.tasks import TASKS
+
     ok = [r for r in rows if r.error is None and not r.skipped and r.recipe != "fp32"]
     out = []
-    cls = [r for r in ok if r.task == "classification" and _drop(r) is not None]
-    if cls:
-        r = max(cls, key=_drop)
-        what = "drop" if r.accuracy_drop_pp is not None else "disagreement"
-        out.append(f"worst {r.recipe} {what} {_drop(r):.2f} pp ({r.artifact})")
-    emb = [r for r in ok if r.task == "embedding" and r.cosine_mean is not None]
-    if emb:
-        r = min(emb, key=lambda r: r.cosine_mean)
-        out.append(f"lowest {r.recipe} cosine {r.cosine_mean:.5f} ({r.artifact})")
-    reg = [r for r in ok if r.task == "regression" and r.snr_db is not None]
-    if reg:
-        r = min(reg, key=lambda r: r.snr_db)
-        out.append(f"lowest {r.recipe} SNR {r.snr_db:.1f} dB ({r.artifact})")
+    for t in TASKS.values():
+        mine = [r for r in ok if r.task == t.name and t.value(r) is not None and math.isfinite(t.value(r))]
+        if mine:
+            out.append(t.worst(max(mine, key=lambda r: t.excess(r, 0.0))))
     return out
-
-
-def _drop(r) -> float | None:
-    """Classification: the accuracy drop in pp (labels), else top-1 disagreement with float in pp."""
-    if r.accuracy_drop_pp is not None:
-        return r.accuracy_drop_pp
-    return None if r.agreement is None else 100 * (1 - r.agreement)
 
 
 # ------------------------------------------------------------------------------------------------- helpers
@@ -389,14 +378,19 @@ def _matches(want, value: str) -> bool:
 
 
 def assert_quantized_close(report, max_drop: float | None = None, min_cosine: float | None = None,
-                           min_snr_db: float | None = None, *, target: str | Iterable[str] | None = None,
-                           recipe: str | Iterable[str] | None = None, artifact: str | Iterable[str] | None = None):
+                           min_snr: float | None = None, *, target: str | Iterable[str] | None = None,
+                           recipe: str | Iterable[str] | None = None, artifact: str | Iterable[str] | None = None,
+                           min_snr_db: float | None = None):
     """Every matching row of ``report`` is within budget against the float model, in the rows' task:
 
     - classification: ``max_drop`` -- top-1 accuracy drop in percentage points (with labels; without labels, the
       top-1 disagreement with the float model);
     - embedding: ``min_cosine`` -- mean cosine similarity to the float model's embeddings;
-    - regression: ``min_snr_db`` -- signal-to-noise ratio of the outputs against the float model's, in dB.
+    - regression: ``min_snr`` -- signal-to-noise ratio of the outputs against the float model's, in dB
+      (``min_snr_db``, its former name, is still taken).
+
+    The keywords are the tasks' flags (``--max-drop``, ``--min-cosine``, ``--min-snr`` of ``edgeport convert`` and
+    ``evaluate``), see :mod:`edgeport.tasks`.
 
     ``target``, ``recipe`` and ``artifact`` (a name or a list) narrow the rows checked. Raises
     :class:`QuantizedAccuracyError` (an AssertionError) whose message is a table of the offending rows; also when
@@ -405,14 +399,19 @@ def assert_quantized_close(report, max_drop: float | None = None, min_cosine: fl
     rows checked.
     """
     __tracebackhide__ = True
-    from edgeport.report import Budget
+    from edgeport.tasks import TASKS, Budget, get_task
 
-    given = {"classification": max_drop, "embedding": min_cosine, "regression": min_snr_db}
+    if min_snr_db is not None:
+        if min_snr is not None:
+            raise TypeError("assert_quantized_close(): give min_snr= (or its former name min_snr_db=), not both")
+        min_snr = min_snr_db
+    by_keyword = {"max_drop": max_drop, "min_cosine": min_cosine, "min_snr": min_snr}
+    given = {t.name: by_keyword[t.keyword] for t in TASKS.values()}
     if all(v is None for v in given.values()):
-        raise TypeError("assert_quantized_close() needs a budget: max_drop=PP (classification), min_cosine=C"
-                        " (embedding) or min_snr_db=DB (regression)")
-    budget = Budget(**{f: v for f, v in (("max_drop_pp", max_drop), ("min_cosine", min_cosine),
-                                         ("min_snr_db", min_snr_db)) if v is not None})
+        ts = list(TASKS.values())
+        raise TypeError("assert_quantized_close() needs a budget: " + ", ".join(
+            f"{t.keyword}={t.metavar} ({t.name})" for t in ts[:-1]) + f" or {ts[-1].keyword}={ts[-1].metavar} ({ts[-1].name})")
+    budget = Budget(**{t.budget_field: v for t in TASKS.values() if (v := given[t.name]) is not None})
     filt = ", ".join(f"{k}={v!r}" for k, v in (("target", target), ("recipe", recipe), ("artifact", artifact))
                      if v is not None)
     rows = [r for r in report.rows if _matches(target, r.target) and _matches(recipe, r.recipe)
@@ -431,9 +430,9 @@ def assert_quantized_close(report, max_drop: float | None = None, min_cosine: fl
         extra = [t for t, v in given.items() if v is not None and t not in {r.task for r in measured}]
         raise QuantizedAccuracyError(
             f"edgeport: {', '.join(arts)} {'is' if len(arts) == 1 else 'are'} {' and '.join(no_budget)}; pass "
-            + " and ".join(f"{_BUDGET_ARG[t]}=" for t in no_budget) + " to check "
+            + " and ".join(f"{get_task(t).keyword}=" for t in no_budget) + " to check "
             + ("it" if len(arts) == 1 else "them")
-            + (f" ({', '.join(_BUDGET_ARG[t] + '=' for t in extra)} applies to {', '.join(extra)} rows only)"
+            + (f" ({', '.join(get_task(t).keyword + '=' for t in extra)} applies to {', '.join(extra)} rows only)"
                if extra else ""))
     over = [r for r in measured if not r.within(budget)]
     if not (over or errors or unmeasured):
@@ -476,30 +475,21 @@ def _headline(over, errors, unmeasured, measured, b) -> str:
 
 
 def _badness(r, b) -> float:
-    if r.task == "classification":
-        return (_drop(r) or 0.0) - b.max_drop_pp
-    if r.task == "embedding":
-        return b.min_cosine - (r.cosine_mean if r.cosine_mean is not None else -1.0)
-    return b.min_snr_db - (r.snr_db if r.snr_db is not None else -1e9)
+    if r.failing_flags():
+        return float("inf")  # outputs that are zero, NaN or off-scale come first, whatever their metric says
+    from edgeport.tasks import get_task
+
+    return get_task(r.task).excess(r, b.threshold(r.task))
 
 
 def _shortfall(r, b) -> str:
-    if r.task == "classification":
-        what = "top-1 drop" if r.accuracy_drop_pp is not None else "top-1 disagreement with float"
-        d = _drop(r)
-        return f"{what} {'-' if d is None else f'{d:.2f}'} pp > {b.max_drop_pp:g} pp"
-    if r.task == "embedding":
-        return f"cosine {'-' if r.cosine_mean is None else f'{r.cosine_mean:.5f}'} < {b.min_cosine:g}"
-    return f"SNR {'-' if r.snr_db is None else f'{r.snr_db:.1f}'} dB < {b.min_snr_db:g} dB"
+    if r.failing_flags():
+        from edgeport.metrics import describe_flags
 
+        return describe_flags(r.flags, r.norm_ratio) + f" (flagged {', '.join(r.failing_flags())})"
+    from edgeport.tasks import get_task
 
-def _describe(task: str, b) -> str:
-    return {"classification": f"top-1 drop <= {b.max_drop_pp:g} pp", "embedding": f"cosine >= {b.min_cosine:g}",
-            "regression": f"SNR >= {b.min_snr_db:g} dB"}[task]
-
-
-def _pct(v) -> str:
-    return "-" if v is None else f"{100 * v:.2f}%"
+    return get_task(r.task).shortfall(r, b.threshold(r.task))
 
 
 def _cells(r, report, b) -> tuple:
@@ -509,22 +499,15 @@ def _cells(r, report, b) -> tuple:
         return (r.artifact, where, "ERROR", "", " ".join(r.error.split())[:160], "")
     if r.skipped:
         return (r.artifact, where, "not measured", "", r.skipped[:160], "")
-    if r.task == "classification":
-        base = r.float_accuracy if r.float_accuracy is not None else report.float_baseline.get(r.source)
-        if r.accuracy_drop_pp is not None:
-            return (r.artifact, where, "top-1 accuracy", _pct(base),
-                    f"{_pct(r.accuracy)} (drop {r.accuracy_drop_pp:.2f} pp)", f"drop <= {b.max_drop_pp:g} pp")
-        d = _drop(r)
-        return (r.artifact, where, "top-1 agreement", "100% (itself)",
-                f"{_pct(r.agreement)} (disagree {d:.2f} pp)" if d is not None else "-",
-                f"disagree <= {b.max_drop_pp:g} pp")
-    if r.task == "embedding":
-        v = "-" if r.cosine_mean is None else f"{r.cosine_mean:.5f} (min {r.cosine_min:.4f})" \
-            if r.cosine_min is not None else f"{r.cosine_mean:.5f}"
-        return (r.artifact, where, "cosine vs float", "1 (itself)", v, f">= {b.min_cosine:g}")
-    v = "-" if r.snr_db is None else f"{r.snr_db:.1f} dB (max|d| {r.max_abs_diff:.3g})" \
-        if r.max_abs_diff is not None else f"{r.snr_db:.1f} dB"
-    return (r.artifact, where, "SNR vs float", "inf (itself)", v, f">= {b.min_snr_db:g} dB")
+    if r.failing_flags():
+        from edgeport.metrics import describe_flags
+
+        return (r.artifact, where, "FLAGGED " + ",".join(r.failing_flags()), "", describe_flags(r.flags, r.norm_ratio),
+                "finite, non-zero, float's scale")
+    from edgeport.tasks import get_task
+
+    base = r.float_accuracy if r.float_accuracy is not None else report.float_baseline.get(r.source)
+    return (r.artifact, where, *get_task(r.task).explain(r, base, b.threshold(r.task)))
 
 
 def _table(rows: list[tuple]) -> list[str]:

@@ -37,6 +37,7 @@ import numpy as np
 
 from edgeport.console import log as _log
 from edgeport.errors import InputError, QuantizationBudgetError
+from edgeport.tasks import get_task
 
 # ------------------------------------------------------------------------------------------------ the budget
 SCREEN_ROWS = 32  # rows that score each candidate of a .pte search for a cosine or SNR budget (see _search_pte)
@@ -47,31 +48,27 @@ _COMPUTE_OPS = {"conv2d", "conv1d", "linear", "matmul", "bmm", "mm", "addmm", "a
 
 @dataclass(frozen=True)
 class Goal:
-    """What meeting the budget means for one task: a metric, its threshold and its direction."""
+    """What meeting the budget means for one task: its metric, direction and texts (edgeport.tasks) at a threshold."""
 
     task: str
-    metric: str  # drop_pp | cosine | snr_db
+    metric: str  # the task's budget metric: drop_pp | cosine | snr_db
     threshold: float
 
     def meets(self, value: float) -> bool:
-        return value <= self.threshold + 1e-9 if self.metric == "drop_pp" else value >= self.threshold - 1e-9
+        return get_task(self.task).meets(value, self.threshold)
 
     def better(self, a: float, b: float) -> bool:
-        return a < b if self.metric == "drop_pp" else a > b
+        return get_task(self.task).better(a, b)
 
     def describe(self) -> str:
-        return {"drop_pp": f"accuracy drop <= {self.threshold:g} pp", "cosine": f"cosine >= {self.threshold:g}",
-                "snr_db": f"SNR >= {self.threshold:g} dB"}[self.metric]
+        return get_task(self.task).describe(self.threshold, long=True)
 
 
 def goal(task: str, budget: Any) -> Goal:
-    """``budget``: an edgeport.report.Budget, a dict ({max_drop_pp | min_cosine | min_snr_db: value}) or a number
+    """``budget``: an edgeport.tasks.Budget, a dict ({max_drop_pp | min_cosine | min_snr_db: value}) or a number
     (the task's own threshold)."""
-    keys = {"classification": ("max_drop_pp", "drop_pp"), "embedding": ("min_cosine", "cosine"),
-            "regression": ("min_snr_db", "snr_db")}
-    if task not in keys:
-        raise InputError(f"no accuracy budget for task {task!r}; use classification, embedding or regression")
-    k, metric = keys[task]
+    t = get_task(task)
+    k = t.budget_field
     if isinstance(budget, (int, float)):
         v = float(budget)
     elif isinstance(budget, dict):
@@ -79,19 +76,19 @@ def goal(task: str, budget: Any) -> Goal:
             raise InputError(f"a {task} model's budget is {k} (got {', '.join(budget) or 'nothing'})")
         v = float(budget[k])
     else:
-        v = float(getattr(budget, k))
-    return Goal(task, metric, v)
+        v = float(budget.threshold(task))
+    return Goal(task, t.metric, v)
 
 
 def score(g: Goal, ref: dict[str, np.ndarray], got: dict[str, np.ndarray], y: np.ndarray | None) -> dict:
     """The budget metric (and companions) of ``got`` against the float outputs ``ref`` on the budget rows."""
-    from edgeport.metrics import cosine_rows, snr_db
+    from edgeport.metrics import cosine_rows, failing_flags, output_flags, snr_db
 
     name = next(iter(ref))
     r = np.asarray(ref[name]).reshape(len(ref[name]), -1)
     q = np.asarray(got[name]).reshape(len(got[name]), -1)
     out: dict = {}
-    if g.task == "classification":
+    if get_task(g.task).labels:
         agree = float((r.argmax(1) == q.argmax(1)).mean())
         out["agreement"] = round(agree, 6)
         if y is not None:
@@ -104,7 +101,9 @@ def score(g: Goal, ref: dict[str, np.ndarray], got: dict[str, np.ndarray], y: np
     s = snr_db(r, q)
     out["snr_db"] = round(s, 3) if np.isfinite(s) else 999.0
     out["value"] = out[g.metric]
-    out["meets"] = g.meets(out["value"])
+    out["flags"] = output_flags(r, q)
+    # outputs that are zero, NaN or off-scale never meet a budget, whatever the metric says
+    out["meets"] = g.meets(out["value"]) and not failing_flags(out["flags"])
     return out
 
 

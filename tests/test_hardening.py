@@ -123,8 +123,7 @@ def tiny_pte(models, tmp_path_factory):
 
 @pytest.mark.parametrize("args,expect", [
     (["--input-shape", "1,5"], "RuntimeError: mat1 and mat2 shapes cannot be multiplied"),  # wrong --input shape
-    (["--input", "x:float32[1,4]", "--input", "y:float32[1,4]"], "TypeError"),  # an input forward does not take
-], ids=["shape", "extra-input"])
+], ids=["shape"])
 def test_a_model_that_fails_on_its_declared_inputs_is_one_line(models, tmp_path, args, expect):
     """The user's forward raising on the declared inputs is bad input: one line naming the inputs and the fix,
     exit 2, nothing written."""
@@ -230,7 +229,8 @@ def test_a_crashing_converter_costs_one_artifact(models, tmp_path):
     assert p.returncode == 1, p.stderr[-2000:]
     errs = [ln for ln in p.stderr.splitlines() if ln.startswith("edgeport:")]
     assert len(errs) == 1 and "tiny.dynamic-int8.pte: converter crashed (SIGSEGV)" in errs[0], p.stderr[-2000:]
-    assert str(out / "edgeport.log") in errs[0]
+    logs = list(out.glob("edgeport-*.log"))  # the run's own log, named in the message, holds the crash
+    assert len(logs) == 1 and str(logs[0]) in errs[0] and "SIGSEGV" in logs[0].read_text() + errs[0]
     # the jobs before and after the crash were written, with their manifests; the table shows them
     assert {q.name for q in out.glob("*.manifest.json")} == {"tiny.fp32.pte.manifest.json", "tiny.int8.pte.manifest.json"}
     assert "tiny.fp32.pte" in p.stdout and "tiny.int8.pte" in p.stdout and "dynamic-int8" not in p.stdout
@@ -511,7 +511,7 @@ def test_convert_stdout_is_only_the_table_and_the_rest_goes_to_the_log(tiny_pte)
     for ln in p.stderr.splitlines():  # the terminal shows edgeport's own progress, one line per stage
         assert ln.startswith("[edgeport]"), ln
     assert len(p.stderr.splitlines()) <= 6, p.stderr
-    log = (out / "edgeport.log").read_text()
+    (log,) = [p.read_text() for p in out.glob("edgeport-*.log")]
     assert log.strip()  # third-party output (torch, executorch) went here
     assert not leftovers(out)
 
@@ -555,7 +555,7 @@ def test_keras_export_leaks_nothing_even_on_failure(tmp_path, monkeypatch):
     with pytest.raises(ConversionFailed) as e:
         convert(model, ["tflite"], ["fp16"], out)
     assert e.value.manifests == [] and "RuntimeError: converter exploded" in e.value.failures[0][1]
-    assert "edgeport.log" not in str(e.value)  # in-process with the caller's own output: no log to point at
+    assert ".log" not in str(e.value)  # in-process with the caller's own output: no log to point at
     assert not leftovers(out) and not list(tmpdir.glob("edgeport*"))  # (TF's own autograph files are TF's business)
     assert not list(out.glob("*fp16*"))
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeport.console import log as _log
-from edgeport.metrics import compare
+from edgeport.metrics import compare, failing_flags
 from edgeport.signature import Signature, dtype_name
 
 from ..common import Job, Produced, bind_keys, run_converter
@@ -251,12 +251,14 @@ def _static(job: Job, pre: Path, out: Path, tmp: Path) -> dict:
         _quantize(pre, p, calib_rows, method)
         got = _run(p, sig, select)
         c = compare(ref[primary.name], got[primary.name], primary.name)
-        scores[method] = {k2: c[k2] for k2 in ("top1_agreement", "cosine_mean", "max_abs_diff", "snr_db") if k2 in c}
+        scores[method] = {k2: c[k2] for k2 in ("top1_agreement", "cosine_mean", "max_abs_diff", "snr_db", "norm_ratio",
+                                               "flags") if k2 in c}
         paths[method] = p
-    # Classification: top-1 agreement first, then cosine; other tasks: cosine. A tie keeps the first method.
+    # A method whose outputs are flagged (all zero, NaN, off-scale) loses to any other; then classification: top-1
+    # agreement first, then cosine; other tasks: cosine. A tie keeps the first method.
     first = "top1_agreement" if job.source.task == "classification" else "cosine_mean"
-    chosen = max(CALIBRATION_METHODS, key=lambda m: (scores[m].get(first, 0.0), scores[m]["cosine_mean"],
-                                                      -CALIBRATION_METHODS.index(m)))
+    chosen = max(CALIBRATION_METHODS, key=lambda m: (not failing_flags(scores[m]["flags"]), scores[m].get(first, 0.0),
+                                                      scores[m]["cosine_mean"], -CALIBRATION_METHODS.index(m)))
     shutil.move(str(paths[chosen]), str(out))
     return {"tool": "onnxruntime.quantization.quantize_static", "format": "QDQ", "weights": "int8 per channel (symmetric)",
             "activations": "int8 (static)", "calibrate_method": chosen, "calibration_rows": len(calib_rows),
