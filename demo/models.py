@@ -27,6 +27,26 @@ TRAIN_CONFIG = {"epochs": 6, "batch": 32, "lr": 1e-3, "shift": 3, "seed": defaul
 
 
 
+class _TrainLock:
+    """One process trains a built-in at a time: two that both found no cached file (a sweep's parallel jobs) would
+    each save their own .keras, whose bytes differ (zip timestamps), and a converter worker of one would find the
+    other's file under the sha256 it was given."""
+
+    def __init__(self, path: Path):
+        self.path = path.with_name(path.name + ".lock")
+
+    def __enter__(self):
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.f = open(self.path, "a")
+        fcntl.flock(self.f, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()  # closing releases the lock
+
+
 def _cache_key(framework: str, lib_version: str) -> str:
     blob = json.dumps({"fw": framework, "lib": lib_version, **TRAIN_CONFIG}, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
@@ -61,39 +81,46 @@ def torch_weights_path() -> Path:
 
 def trained_torch():
     """The trained PyTorch SimpleCNN (eval mode) and the path of its cached safetensors weights."""
-    import torch
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     path = torch_weights_path()
     model = build_torch()
-    if not path.is_file():
-        t0 = time.perf_counter()
-        _log("training builtin:simplecnn-torch on builtin:digits ...")
-        torch.manual_seed(TRAIN_CONFIG["seed"])
-        torch.use_deterministic_algorithms(True)
-        model = build_torch()
-        tx, ty = shifted_training_set("NCHW", TRAIN_CONFIG["shift"])
-        x = torch.from_numpy(tx)
-        y = torch.from_numpy(ty)
-        opt = torch.optim.Adam(model.parameters(), lr=TRAIN_CONFIG["lr"])
-        gen = torch.Generator().manual_seed(TRAIN_CONFIG["seed"])
-        model.train()
-        for _ in range(TRAIN_CONFIG["epochs"]):
-            perm = torch.randperm(len(x), generator=gen)
-            for i in range(0, len(x), TRAIN_CONFIG["batch"]):
-                b = perm[i : i + TRAIN_CONFIG["batch"]]
-                opt.zero_grad()
-                loss = torch.nn.functional.cross_entropy(model(x[b]), y[b])
-                loss.backward()
-                opt.step()
-        torch.use_deterministic_algorithms(False)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
-        _log(f"trained in {time.perf_counter() - t0:.1f}s -> {path}")
+    with _TrainLock(path):
+        if not path.is_file():
+            _train_torch(path)
     model.load_state_dict(load_file(str(path)))
     model.eval()
     return model, path
+
+
+def _train_torch(path: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    t0 = time.perf_counter()
+    _log("training builtin:simplecnn-torch on builtin:digits ...")
+    torch.manual_seed(TRAIN_CONFIG["seed"])
+    torch.use_deterministic_algorithms(True)
+    model = build_torch()
+    tx, ty = shifted_training_set("NCHW", TRAIN_CONFIG["shift"])
+    x = torch.from_numpy(tx)
+    y = torch.from_numpy(ty)
+    opt = torch.optim.Adam(model.parameters(), lr=TRAIN_CONFIG["lr"])
+    gen = torch.Generator().manual_seed(TRAIN_CONFIG["seed"])
+    model.train()
+    for _ in range(TRAIN_CONFIG["epochs"]):
+        perm = torch.randperm(len(x), generator=gen)
+        for i in range(0, len(x), TRAIN_CONFIG["batch"]):
+            b = perm[i : i + TRAIN_CONFIG["batch"]]
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(x[b]), y[b])
+            loss.backward()
+            opt.step()
+    torch.use_deterministic_algorithms(False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    _log(f"trained in {time.perf_counter() - t0:.1f}s -> {path}")
 
 
 # ------------------------------------------------------------------------------------------------- Keras
@@ -124,24 +151,32 @@ def trained_keras():
     import tensorflow as tf
 
     path = keras_model_path()
-    if not path.is_file():
-        t0 = time.perf_counter()
-        _log("training builtin:simplecnn-keras on builtin:digits ...")
-        keras.utils.set_random_seed(TRAIN_CONFIG["seed"])
-        tf.config.experimental.enable_op_determinism()
-        model = build_keras()
-        model.compile(
-            optimizer=keras.optimizers.Adam(TRAIN_CONFIG["lr"]),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        )
-        tx, ty = shifted_training_set("NHWC", TRAIN_CONFIG["shift"])
-        model.fit(tx, ty, epochs=TRAIN_CONFIG["epochs"], batch_size=TRAIN_CONFIG["batch"],
-                  shuffle=True, verbose=0)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path, suffix=".keras") as tmp:
-            model.save(str(tmp))
-        _log(f"trained in {time.perf_counter() - t0:.1f}s -> {path}")
+    with _TrainLock(path):
+        if not path.is_file():
+            _train_keras(path)
     return keras.models.load_model(str(path), safe_mode=True, compile=False), path
+
+
+def _train_keras(path: Path) -> None:
+    import keras
+    import tensorflow as tf
+
+    t0 = time.perf_counter()
+    _log("training builtin:simplecnn-keras on builtin:digits ...")
+    keras.utils.set_random_seed(TRAIN_CONFIG["seed"])
+    tf.config.experimental.enable_op_determinism()
+    model = build_keras()
+    model.compile(
+        optimizer=keras.optimizers.Adam(TRAIN_CONFIG["lr"]),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    tx, ty = shifted_training_set("NHWC", TRAIN_CONFIG["shift"])
+    model.fit(tx, ty, epochs=TRAIN_CONFIG["epochs"], batch_size=TRAIN_CONFIG["batch"],
+              shuffle=True, verbose=0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path, suffix=".keras") as tmp:
+        model.save(str(tmp))
+    _log(f"trained in {time.perf_counter() - t0:.1f}s -> {path}")
 
 
 def heldout_accuracy_torch(model) -> float:

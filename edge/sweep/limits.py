@@ -1,0 +1,71 @@
+"""Why a sweep job failed, in one of four groups, with the converter's known limitations named.
+
+- ``limitation``: the converter (or its runtime) cannot take this model: a typed refusal (UnsupportedError,
+  ConversionError), a converter crash, or a known upstream problem from :data:`KNOWN` (named with its converter,
+  the op or layer, the upstream issue when there is one, and the workaround).
+- ``runtime``: a runtime or backend is not available here (a skipped row, a browser-only format without a browser).
+- ``input``: the matrix entry or the model is wrong (bad --input, missing data): the user's to fix.
+- ``edgeport``: anything else, an untyped exception (TypeError, KeyError ...) that edgeport did not turn into a
+  message: edgeport's own bug until shown otherwise.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Limitation:
+    pattern: str  # regex on "<error type>: <message>"
+    converter: str
+    what: str  # the op or layer
+    workaround: str
+    upstream: str | None = None  # the upstream issue, when there is one
+    targets: tuple[str, ...] = ()  # empty: any
+
+
+# Found by running the zoo (benchmarks/zoo.toml); each is one line in the coverage table.
+KNOWN: tuple[Limitation, ...] = (
+    Limitation(r"crashed \(SIGSEGV\)", "tf.lite.TFLiteConverter (MLIR quantizer)",
+               "int8 calibration of Keras LSTM/GRU (TensorList / while loops)",
+               "keep the recipe at dynamic-int8 or fp16, or unroll the RNN (unroll=True)", targets=("tflite",)),
+    Limitation(r"not topologically sorted|Loop.*topolog", "onnxruntime.quantization / onnxconverter-common",
+               "Loop subgraphs of tf2onnx's LSTM/GRU after the quantization passes",
+               "export the RNN unrolled, or keep .onnx at fp32", targets=("onnx",)),
+    Limitation(r"ChannelsLastTaggedReshapePass", "executorch XNNPACK partitioner",
+               "ChannelsLastTaggedReshapePass on a reshape between conv and attention (MobileViT-like blocks)",
+               "use plain int8 or fp32 for .pte"),
+    Limitation(r"list of dict|dict outputs|outputs? (is|are) a list", "edgeport (input contract)",
+               "a model whose raw output is a list of dicts (torchvision detection)",
+               "wrap it in a module that returns tensors (see benchmarks/zoo_models.py: TinyDetector)"),
+)
+
+GROUPS = {
+    "edgeport": "edgeport's own error (untyped exception: a bug to fix)",
+    "limitation": "converter or runtime limitation",
+    "runtime": "runtime unavailable here",
+    "input": "bad input (the matrix entry or the model)",
+    "parity": "converted, but outside the recipe's parity tolerance",
+}
+_LIMIT_TYPES = {"UnsupportedError", "ConversionError", "QuantizationBudgetError"}
+
+
+def classify(error: dict, target: str | None = None) -> dict:
+    """{group, reason, converter?, what?, upstream?, workaround?} for a job's error dict {type, message}."""
+    typ, msg = error.get("type", "Error"), " ".join(str(error.get("message", "")).split())
+    text = f"{typ}: {msg}"
+    for lim in KNOWN:
+        if re.search(lim.pattern, text, re.I) and (not lim.targets or target in lim.targets):
+            return {"group": "limitation", "reason": msg, "converter": lim.converter, "what": lim.what,
+                    "upstream": lim.upstream, "workaround": lim.workaround}
+    if typ in _LIMIT_TYPES or (typ == "ConversionFailed" and re.search(r"crashed|timed out", msg)):
+        return {"group": "limitation", "reason": msg}
+    if typ == "ParityError":
+        return {"group": "parity", "reason": msg}
+    if typ in ("InputError", "CalibrationError", "ArtifactError"):
+        return {"group": "input", "reason": msg}
+    if typ == "ConversionFailed":
+        # an untyped exception inside the converter worker arrives as "<Type>: message": triage it as ours
+        return {"group": "edgeport", "reason": msg}
+    return {"group": "edgeport", "reason": text}
