@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -24,7 +22,7 @@ from edgeport.console import log as _log
 from edgeport.errors import EdgeportError, InputError, one_line
 from edgeport.manifest import Manifest, find_manifests
 from edgeport.metrics import float_quality, task_metrics
-from edgeport.procs import kill_group, signal_name
+from edgeport.pool import Pool
 from edgeport.registry import Runtime, get_runtime, get_target, runtimes, targets
 from edgeport.report import Report, Row
 from edgeport.runtime import resolve_threads
@@ -175,98 +173,37 @@ def _with_drop(fields: dict, prep: Prepared) -> dict:
     return fields
 
 
+# What an evaluation job lost to its worker says (edgeport.pool words the rest).
+MESSAGES = {"hung": "timed out after {timeout:g}s (runtime hung); raise --timeout or check the artifact",
+            "crashed": "runtime crashed ({signal}) on this artifact; re-convert it",
+            "exit": "worker failed (exit {rc}): {tail}",
+            "setup_hung": "timed out after {timeout:g}s importing the runtime; raise --timeout"}
+
+
+def worker_pool(runtime: str | None, timeout: float) -> Pool:
+    """A pool whose worker imports ``runtime``'s modules at start (so that imports overlap with the parent's work,
+    never with a measurement) and measures the jobs it is given (edgeport.edge.worker)."""
+    return Pool("edgeport.edge.worker:handler", {"runtime": runtime}, timeout_s=timeout, messages=MESSAGES)
+
+
+def _as_fields(res) -> list[dict] | dict:
+    return res.value if res.ok else {"error": res.error}
+
+
 def _run_worker(job: dict, folder: Path, timeout: float) -> list[dict] | dict:
     """One job in a worker process of its own."""
     return _run_workers([job], folder, timeout)[0]
 
 
-class _Worker:
-    """A worker process started ahead of its turn: it imports its runtime at once (while the evaluator prepares data
-    or another runtime's worker starts) and measures only when :meth:`go` hands it its jobs, so that imports overlap
-    but measurements never do."""
-
-    def __init__(self, folder: Path, runtime: str | None):
-        self.tag = folder / f"worker-{time.monotonic_ns()}"
-        self.err = tempfile.TemporaryFile()
-        spec = {"runtime": runtime, "go": str(self.tag) + ".go", "jobs_file": str(self.tag) + ".jobs.json",
-                "ready": str(self.tag) + ".ready"}
-        Path(str(self.tag) + ".json").write_text(json.dumps(spec))
-        self.proc = subprocess.Popen([sys.executable, "-m", "edgeport.edge.worker", str(self.tag) + ".json"],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.err,
-                                     start_new_session=True)
-
-    def wait_ready(self, timeout: float) -> None:
-        """Until the runtime is imported (or the worker is gone, or ``timeout`` s): no import runs beside a
-        measurement."""
-        deadline = time.monotonic() + timeout
-        while not Path(str(self.tag) + ".ready").exists() and self.proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-
-    def go(self, jobs: list[dict]) -> None:
-        Path(str(self.tag) + ".jobs.json").write_text(json.dumps({"jobs": jobs}))
-        Path(str(self.tag) + ".go").touch()
-
-    def tail(self) -> str:
-        self.err.seek(0)
-        return (self.err.read().decode("utf-8", "replace").strip().splitlines() or ["no output"])[-1]
-
-    def close(self) -> None:
-        kill_group(self.proc)
-        self.err.close()
-
-
 def _run_workers(jobs: list[dict], folder: Path, timeout: float, on_result=None,
-                 worker: _Worker | None = None) -> list[list[dict] | dict]:
+                 worker: Pool | None = None) -> list[list[dict] | dict]:
     """Measure ``jobs`` (artifacts of one runtime) in one worker process, in order, so that the runtime's import is
-    paid once (ExecuTorch's costs ~5 s); ``worker``: one already started for this runtime. A crash or a hang past
-    ``timeout`` seconds (per artifact) costs the artifact it was on, which gets an error result; a fresh worker takes
-    the rest. ``on_result(i, result)`` is called as each lands. Returns the results in job order."""
-    stamp = time.monotonic_ns()
-    for k, job in enumerate(jobs):
-        job["result"] = str(folder / f"job-{stamp}-{k}.out.json")
-    results: dict[int, list[dict] | dict] = {}
-
-    def collect() -> bool:
-        new = False
-        for k, job in enumerate(jobs):
-            if k not in results and Path(job["result"]).is_file():
-                results[k] = json.loads(Path(job["result"]).read_text())
-                new = True
-                if on_result:
-                    on_result(k, results[k])
-        return new
-
-    while len(results) < len(jobs):
-        w, worker = worker or _Worker(folder, None), None
-        try:
-            w.go(jobs)
-            deadline, hung = time.monotonic() + timeout, False
-            while w.proc.poll() is None:
-                if collect():
-                    deadline = time.monotonic() + timeout
-                if time.monotonic() > deadline:
-                    hung = True
-                    kill_group(w.proc)
-                    break
-                time.sleep(0.02)
-            collect()
-            tail = w.tail()
-        finally:
-            w.close()
-        if len(results) == len(jobs):
-            break
-        k = min(set(range(len(jobs))) - set(results))  # the artifact the worker was on
-        rc = w.proc.returncode
-        if hung:
-            results[k] = {"error": f"timed out after {timeout:g}s (runtime hung); raise --timeout or check the artifact"}
-        elif rc < 0:
-            results[k] = {"error": f"runtime crashed ({signal_name(rc)}) on this artifact; re-convert it"}
-        else:
-            results[k] = {"error": f"worker failed (exit {rc}): {tail[:200]}"}
-        Path(jobs[k]["result"]).write_text(json.dumps(results[k]))  # so that the next worker skips it
-        if on_result:
-            on_result(k, results[k])
-    return [results[k] for k in range(len(jobs))]
+    paid once (ExecuTorch's costs ~5 s); ``worker``: a pool already started for this runtime. A crash or a hang
+    past ``timeout`` seconds (per artifact) costs the artifact it was on, which gets an error result; a fresh worker
+    takes the rest. ``on_result(i, fields)`` is called as each lands. Returns the results in job order."""
+    with (worker or worker_pool(jobs[0].get("runtime") if jobs else None, timeout)) as pool:
+        done = pool.run(jobs, on_result=(lambda k, res: on_result(k, _as_fields(res))) if on_result else None)
+    return [_as_fields(r) for r in done]
 
 
 def _base_row(m: Manifest, mp, device: str = "local", **kw) -> Row:
@@ -344,7 +281,7 @@ def evaluate_native(paths, options: EvaluateOptions = EvaluateOptions(), *, veri
                 plan.setdefault(r.name, []).append(i)
     # One worker per runtime, started now: each imports its runtime while the data and the float references are
     # prepared, then waits for its turn.
-    workers = {name: _Worker(workdir, name) for name in plan}
+    workers = {name: worker_pool(name, options.timeout_s).start() for name in plan}
     try:
         return _evaluate_native(manifests, report, threads, options, verify, quick, sources, workdir, workers, plan,
                                 skipped)

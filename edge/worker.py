@@ -1,7 +1,7 @@
-"""Measure artifacts at each thread count, in a process of their own. Writes one JSON list of row fields per artifact.
+"""Measure artifacts at each thread count, in a process of their own: one list of row fields per artifact.
 
-Run by the evaluator as ``python -m edgeport.edge.worker WORKER.json``, one worker per runtime taking that runtime's
-artifacts in order; a crash here costs one row, not the sweep (the evaluator gives the rest to a fresh worker).
+Run by the evaluator through the worker pool (``edgeport.pool``, handler :func:`handler`), one worker per runtime
+taking that runtime's artifacts in order; a crash here costs one row, not the sweep (a fresh worker takes the rest).
 The job names model-ready inputs (``in:<name>`` arrays, already preprocessed for this artifact), optional labels
 ``y`` and optional float-model outputs (``out:<name>``) to compare against.
 """
@@ -9,9 +9,6 @@ The job names model-ready inputs (``in:<name>`` arrays, already preprocessed for
 from __future__ import annotations
 
 import gc
-import json
-import os
-import sys
 import time
 
 import numpy as np
@@ -183,43 +180,10 @@ def measure_one(m, job: dict, feeds: dict, y, ref, threads: int, *, cls=None, op
     return out
 
 
-def run_job(job: dict) -> None:
-    """Measure one job and write its result file (atomically: a file that exists is complete)."""
-    from edgeport.errors import EdgeportError, one_line
-
-    try:
-        res = measure(job)
-    except EdgeportError as e:
-        res = {"error": " ".join(str(e).split())}
-    except Exception as e:  # a runtime raising on a bad artifact is a row, not a crash
-        res = {"error": f"{type(e).__name__}: {one_line(e, 300)}"}
-    tmp = job["result"] + ".part"
-    with open(tmp, "w") as f:
-        json.dump(res, f)
-    os.replace(tmp, job["result"])
-
-
-def main() -> int:
-    """``WORKER.json`` names the runtime (its registry name, or null) and the evaluator's files: the worker imports the
-    runtime, says ``ready``, waits for ``go``, then measures the artifacts of ``jobs_file`` in order in this one
-    process (the import is paid once). The evaluator starts a fresh worker after a crash."""
-    from edgeport.procs import die_with_parent
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    spec = json.loads(open(sys.argv[1]).read())
-    die_with_parent()
-    if spec.get("runtime"):
+def handler(payload: dict, note):
+    """The pool's worker side (edgeport.pool): import the runtime once, then measure each job it is given."""
+    if payload.get("runtime"):
         from edgeport.registry import get_runtime
 
-        get_runtime(spec["runtime"]).runner.import_runtime()
-    open(spec["ready"], "w").close()
-    while not os.path.exists(spec["go"]):
-        time.sleep(0.005)
-    for job in json.loads(open(spec["jobs_file"]).read())["jobs"]:
-        if not os.path.exists(job["result"]):  # done by an earlier worker of this batch
-            run_job(job)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+        get_runtime(payload["runtime"]).runner.import_runtime()
+    return measure

@@ -5,9 +5,9 @@ The steps, in order (see :func:`convert`): load the source and read its named si
 pair convert in a hidden staging folder, measure parity with the real runtime there, write the manifest there, move
 the files into place and the manifest last (a manifest means a complete artifact).
 
-Isolation: a model given as a spec is converted in a worker process (``python -c ... _worker_main``), one per run,
-replaced after a crash; the worker reports each job's start and end on a pipe, so a segfault or a hang costs the
-artifact it was making, and the other jobs still run. Everything a run stages lives in one
+Isolation: a model given as a spec is converted in the worker pool (:mod:`edgeport.pool`, handler
+:func:`worker_handler`), one worker per run, replaced after a crash; the worker reports each job's start and end on a
+pipe, so a segfault or a hang costs the artifact it was making, and the other jobs still run. Everything a run stages lives in one
 ``.edgeport-run-*.part`` folder of ``out`` (:class:`edgeport.fileio.RunFolder`), removed at the end, on error and
 on SIGTERM, and swept by the next run if the process was killed.
 """
@@ -18,10 +18,8 @@ import contextlib
 import dataclasses
 import json
 import os
-import select
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -34,13 +32,12 @@ import numpy as np
 
 from . import console
 from . import data as dat
-from . import errors as _errors
 from .config import ConvertOptions
 from .console import log as _log
 from .errors import ConversionFailed, EdgeportError, InputError, ParityError, Terminated, UnsupportedError, one_line
 from .fileio import RunFolder, sha256_file
 from .manifest import SUFFIX, Manifest, file_entries
-from .procs import die_with_parent, kill_group, signal_name
+from .pool import Pool
 from .metrics import infer_task, parity_record
 from .registry import check_recipe, get_converter, get_target, versions_for
 from .sources import Source, load_source
@@ -450,20 +447,17 @@ def _sigterm_raises():
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def _typed(kind: str, msg: str) -> EdgeportError:
-    """Rebuild a worker's typed error in this process (same class, same message)."""
-    cls = getattr(_errors, kind, None)
-    if not (isinstance(cls, type) and issubclass(cls, EdgeportError)):
-        cls = EdgeportError
-    e = cls.__new__(cls)
-    ValueError.__init__(e, msg)
-    return e
+# What a conversion lost to its worker says (edgeport.pool words the rest).
+MESSAGES = {"hung": "timed out after {timeout:g}s (converter hung); raise --timeout or check the model{where}",
+            "crashed": "converter crashed ({signal}) while making this artifact; the other jobs went on{where}",
+            "exit": "converter process exited with status {rc} without a result{where}",
+            "setup_hung": "timed out after {timeout:g}s loading the model in the worker{where}"}
 
 
 def _run_isolated(spec: str, load_kw: dict, shared: Shared, jobs, out: Path, run: RunFolder, timeout_s: float, *,
                   log: tuple[Path, Path] | None, started, finished) -> None:
-    """Run the jobs in worker processes: one worker takes them in order; after a crash or a hang the job it was on
-    fails and a fresh worker takes the rest."""
+    """Run the jobs in the worker pool (edgeport.pool): one worker loads the model once and takes them in order;
+    after a crash or a hang the job it was on fails and a fresh worker takes the rest."""
     arrays = run.dir / "arrays.npz"
     blobs = {f"probe:{k}": v for k, v in shared.probe.items()}
     blobs.update({f"float:{k}": v for k, v in shared.float_out.items()})
@@ -486,153 +480,56 @@ def _run_isolated(spec: str, load_kw: dict, shared: Shared, jobs, out: Path, run
         "options": dataclasses.asdict(shared.options), "out": str(out.resolve()), "staging": str(run.dir),
     }
     names = {i: f"{shared.src.name}.{r}.{t}" for i, (t, r) in jobs}
-    pending = [i for i, _ in jobs]
-    pairs = dict(jobs)
-    where = f"; see {log[1]}" if log else ""
-    n_worker = 0
-    while pending:
-        n_worker += 1
-        jp = run.dir / f"worker-{n_worker}.json"
-        jp.write_text(json.dumps({**payload, "jobs": [[i, *pairs[i]] for i in pending]}, default=str))
-        rfd, wfd = os.pipe()
-        logf = open(log[0], "ab") if log else None
-        try:
-            proc = subprocess.Popen(
-                [sys.executable, "-c", "from edgeport.convert import _worker_main; raise SystemExit(_worker_main())",
-                 str(jp), str(wfd)],
-                pass_fds=(wfd,), stdin=subprocess.DEVNULL, stdout=logf if logf else 2,
-                stderr=subprocess.STDOUT, start_new_session=True)
-        finally:
-            os.close(wfd)
-            if logf:
-                logf.close()
-        current, progressed, fatal, timed_out = None, False, None, False
-        deadline = time.monotonic() + timeout_s
-        buf = b""
-        try:
-            while True:
-                ready, _, _ = select.select([rfd], [], [], max(0.0, deadline - time.monotonic()))
-                if not ready:
-                    timed_out = True
-                    break
-                chunk = os.read(rfd, 1 << 16)
-                if not chunk:
-                    break
-                buf += chunk
-                while b"\n" in buf:
-                    line, buf = buf.split(b"\n", 1)
-                    ev = json.loads(line)
-                    if ev["event"] == "start":
-                        current, deadline = ev["i"], time.monotonic() + timeout_s
-                        started(current)
-                    elif ev["event"] in ("done", "failed"):
-                        i = ev["i"]
-                        if ev["event"] == "done":
-                            try:
-                                res: Manifest | Failure = Manifest.read(ev["manifest"])
-                            except EdgeportError as e:
-                                res = Failure(names[i], " ".join(str(e).split()), e)
-                        else:
-                            err = _typed(ev["kind"], ev["error"]) if ev.get("kind") else None
-                            res = Failure(names[i], ev["error"], err)
-                        pending.remove(i)
-                        current, progressed = None, True
-                        finished(i, res)
-                    elif ev["event"] == "note":
-                        _log(f"    {ev['text']}")
-                    elif ev["event"] == "fatal":
-                        fatal = ev
-        finally:
-            os.close(rfd)
-            kill_group(proc)
-        if fatal is not None:  # the worker could not even load the model: every remaining job fails the same way
-            for i in list(pending):
-                err = _typed(fatal["kind"], fatal["error"]) if fatal.get("kind") else None
-                finished(i, Failure(names[i], fatal["error"], err))
-                pending.remove(i)
-            break
-        if timed_out and current is None:  # stuck loading the model: a fresh worker would be stuck the same way
-            for i in list(pending):
-                finished(i, Failure(names[i], f"timed out after {timeout_s:g}s loading the model in the worker{where}"))
-                pending.remove(i)
-            break
-        if current is not None:
-            i = current
-            rc = proc.returncode
-            if timed_out:
-                why = f"timed out after {timeout_s:g}s (converter hung); raise --timeout or check the model{where}"
-            elif rc is not None and rc < 0:
-                why = f"converter crashed ({signal_name(rc)}) while making this artifact; the other jobs went on{where}"
-            else:
-                why = f"converter process exited with status {rc} without a result{where}"
-            finished(i, Failure(names[i], why))
-            pending.remove(i)
-        elif pending and not progressed:  # died between jobs without converting anything: do not loop forever
-            for i in list(pending):
-                finished(i, Failure(names[i], f"worker process exited with status {proc.returncode}{where}"))
-                pending.remove(i)
+    order = [i for i, _ in jobs]
+
+    def landed(k: int, res) -> None:
+        i = order[k]
+        if res.ok:
+            try:
+                finished(i, Manifest.read(res.value))
+            except EdgeportError as e:
+                finished(i, Failure(names[i], " ".join(str(e).split()), e))
+        else:
+            finished(i, Failure(names[i], res.error, res.exception() if res.kind else None))
+
+    with Pool("edgeport.convert:worker_handler", payload, timeout_s=timeout_s, log=log[0] if log else None,
+              where=f"; see {log[1]}" if log else "", messages=MESSAGES, on_note=lambda t: _log(f"    {t}"),
+              workdir=run.dir) as pool:
+        pool.run([list(pair) for _, pair in jobs], on_start=lambda k: started(order[k]), on_result=landed)
 
 
-def _worker_main() -> int:
-    """The worker: ``python -c 'from edgeport.convert import _worker_main; ...' JOB.json STATUS_FD``."""
-    job = json.loads(Path(sys.argv[1]).read_text())
-    status = os.fdopen(int(sys.argv[2]), "w", buffering=1)
+def worker_handler(job: dict, note):
+    """The conversion worker (edgeport.pool): load the model once, then convert each (target, recipe) it is given."""
+    console.relay_to(note)  # progress of long jobs (a budget search) reaches the user
+    from .signature import Signature, TensorSpec
 
-    def emit(**kw) -> None:
-        status.write(json.dumps(kw) + "\n")
-        status.flush()
+    kw = dict(job["load"])
+    kw["inputs"] = [TensorSpec.from_dict(d) for d in kw["inputs"]] if kw.get("inputs") else None
+    src = _front(load_source(job["spec"], **kw), ConvertOptions(**job["options"]), None)
+    if job["weights_file"]:
+        from safetensors.torch import load_model
 
-    die_with_parent()  # never publish into a folder nobody watches
-    for p in reversed(job["sys_path"]):
-        if p not in sys.path:
-            sys.path.insert(0, p)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-    console.relay_to(lambda msg: emit(event="note", text=msg))  # progress of long jobs (a budget search) reaches the user
-
-    def kind(e: BaseException) -> str | None:
-        return type(e).__name__ if isinstance(e, EdgeportError) else None
-
-    def text(e: BaseException) -> str:
-        return " ".join(str(e).split()) if isinstance(e, EdgeportError) else f"{type(e).__name__}: {one_line(e, 300)}"
-
-    try:
-        from .signature import Signature, TensorSpec
-
-        kw = dict(job["load"])
-        kw["inputs"] = [TensorSpec.from_dict(d) for d in kw["inputs"]] if kw.get("inputs") else None
-        src = _front(load_source(job["spec"], **kw), ConvertOptions(**job["options"]), None)
-        if job["weights_file"]:
-            from safetensors.torch import load_model
-
-            load_model(src.model, job["weights_file"])
-            src.model.eval()
-        elif not str(src.sha256).startswith("in-memory:") and src.sha256 != job["source"]["sha256"]:
-            raise InputError(f"{job['spec']} changed on disk during the conversion (sha256 differs); run again")
-        src.task, src.name = job["task"], job["name"]
-        src.signature = Signature.from_dict(job["signature"])
-        with np.load(job["arrays"], allow_pickle=False) as z:
-            part = {p: {k.split(":", 1)[1]: z[k] for k in z.files if k.startswith(p + ":")} for p in ("probe", "float", "calib", "holdout")}
-        probe = part["probe"]
-        shared = Shared(src, job["source"], part["calib"] or None, probe, part["float"], {k: v[:1] for k, v in probe.items()},
-                        job["meta"], job["preprocessing"], ConvertOptions(**job["options"]), part["holdout"] or None)
-    except Exception as e:
-        emit(event="fatal", error=text(e), kind=kind(e))
-        return 0
+        load_model(src.model, job["weights_file"])
+        src.model.eval()
+    elif not str(src.sha256).startswith("in-memory:") and src.sha256 != job["source"]["sha256"]:
+        raise InputError(f"{job['spec']} changed on disk during the conversion (sha256 differs); run again")
+    src.task, src.name = job["task"], job["name"]
+    src.signature = Signature.from_dict(job["signature"])
+    with np.load(job["arrays"], allow_pickle=False) as z:
+        part = {p: {k.split(":", 1)[1]: z[k] for k in z.files if k.startswith(p + ":")} for p in ("probe", "float", "calib", "holdout")}
+    probe = part["probe"]
+    shared = Shared(src, job["source"], part["calib"] or None, probe, part["float"], {k: v[:1] for k, v in probe.items()},
+                    job["meta"], job["preprocessing"], ConvertOptions(**job["options"]), part["holdout"] or None)
     from edgeport.job import cleanup
 
     cache: dict = {}
-    try:
-        for i, t, r in job["jobs"]:
-            emit(event="start", i=i)
-            try:
-                m = convert_one(shared, t, r, Path(job["out"]), Path(job["staging"]), cache)
-                emit(event="done", i=i, manifest=str(m.path))
-            except Exception as e:
-                emit(event="failed", i=i, error=text(e), kind=kind(e))
-    finally:
-        cleanup(cache)
-    return 0
+
+    def run_one(pair) -> str:
+        t, r = pair
+        return str(convert_one(shared, t, r, Path(job["out"]), Path(job["staging"]), cache).path)
+
+    run_one.close = lambda: cleanup(cache)
+    return run_one
 
 
 def parity_summary(m: Manifest) -> str:

@@ -177,14 +177,16 @@ FAULT = """
 import os
 mode = os.environ.get("EDGEPORT_EVAL_FAULT")
 if mode:
+    import dataclasses
     import time
 
     import edgeport.registry as reg
 
-    orig = reg.runner_for
+    orig = reg.get_runtime
 
-    def runner_for(target):
-        cls = orig(target)
+    def get_runtime(name):
+        rt = orig(name)
+        cls = rt.runner
 
         class Faulty(cls):
             def load(self):
@@ -197,9 +199,9 @@ if mode:
                     time.sleep(3600)
                 return super().load()
 
-        return Faulty
+        return dataclasses.replace(rt, runner=Faulty)
 
-    reg.runner_for = runner_for
+    reg.get_runtime = get_runtime
 """
 
 
