@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from . import defaults
 from .errors import CalibrationError, InputError
-from .report import Budget
+from .tasks import Budget
 
 
 @dataclass(frozen=True)
@@ -21,8 +21,9 @@ class ConvertOptions:
     calib_samples: int = defaults.CALIB_SAMPLES
     # Fail the artifact (instead of only recording it) when parity is outside the recipe's tolerance.
     strict_parity: bool = False
-    # An accuracy budget for int8 recipes (--max-drop / --min-cosine): equalization, then the fewest layers kept
-    # float, judged on the --data rows (kept apart from calibration). None: plain int8.
+    # An accuracy budget for the recipes that can hold one (int8; --max-drop / --min-cosine / --min-snr, the field
+    # of the model's task): equalization, then the fewest layers kept float, judged on the --data rows (kept apart
+    # from calibration). None: plain int8. A budget only for another task is refused (edgeport.tasks.Budget.for_task).
     budget: Budget | None = None
     # Preprocessing put inside the model (edgeport.fronts): rgb-uint8-nhwc | rgba-uint8-nhwc | bert-ids-mask-segments.
     input_format: str | None = None
@@ -78,7 +79,5 @@ class EvaluateOptions:
                 raise InputError(f"--threads {t!r} is not a positive integer or 'all'; write e.g. --threads 1,all")
         if self.timeout_s <= 0:
             raise InputError(f"timeout must be positive, got {self.timeout_s}")
-        if self.budget.max_drop_pp < 0:
-            raise InputError(f"--budget must be >= 0 percentage points, got {self.budget.max_drop_pp}")
-        if not -1 <= self.budget.min_cosine <= 1:
-            raise InputError(f"--min-cosine must be within [-1, 1], got {self.budget.min_cosine}")
+        if isinstance(self.budget, dict):
+            object.__setattr__(self, "budget", Budget(**self.budget))

@@ -21,7 +21,6 @@ from .errors import InputError
 DTYPES = ("float32", "float16", "int32", "int64", "uint8", "int8", "bool")
 INPUT_ROLES = ("image", "token_ids", "attention_mask", "token_type_ids", "tensor")
 OUTPUT_ROLES = ("logits", "embedding", "tensor")
-TASKS = ("classification", "embedding", "regression")
 
 # Input names that say what an integer input is (Hugging Face conventions).
 _ROLE_BY_NAME = {"input_ids": "token_ids", "attention_mask": "attention_mask", "token_type_ids": "token_type_ids"}
