@@ -177,6 +177,26 @@ def _runtime_choice(a) -> tuple[tuple[str, ...] | None, dict]:
     return (tuple(names) if names else None), options
 
 
+def cmd_bundle(a) -> int:
+    from edgeport.edge.bundle import BundleOptions, bundle
+
+    from .console import quiet
+    from .fronts import parse_norm
+
+    opts = BundleOptions(labels=a.labels, mean=parse_norm(a.mean, "--mean"), std=parse_norm(a.std, "--std"),
+                         mediapipe=a.mediapipe, verify=not a.no_verify, report=a.report)
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="edgeport-bundle-") as d, quiet(Path(d) / "edgeport.log", enabled=not a.verbose):
+        summary = bundle(a.artifacts, getattr(a, "for"), a.out, opts)
+    print("\n".join(f"  {f}" for f in summary["files"]))
+    for art in summary["artifacts"]:
+        if not art["mediapipe"]:
+            print(f"note: {art['name']}: not for MediaPipe: {art['mediapipe_why_not']}")
+    print(f"bundle: {a.out} (README.md says what goes in, what comes out, and what was checked)")
+    return 0
+
+
 def _check_port(port: int) -> None:
     if not 0 <= port <= 65535:
         raise InputError(f"--port {port} is out of range; pass 1-65535 (0 picks a free port)")
@@ -309,6 +329,24 @@ def build_parser() -> argparse.ArgumentParser:
     _runtime_flags(s)
     s.add_argument("--quick", action="store_true", help="fewer timed runs (for smoke tests)")
     s.set_defaults(fn=cmd_evaluate)
+
+    s = sub.add_parser("bundle", parents=[common], allow_abbrev=False,
+                       help="what an app needs beside the artifacts: metadata, preprocessing, labels, call sites, checks")
+    s.add_argument("artifacts", nargs="+", help="artifacts (.tflite, .pte), their manifests, or folders of them")
+    s.add_argument("--for", required=True, metavar="PLACE", help="android (mcu: planned)")
+    s.add_argument("--out", required=True, help="the bundle folder (replaced when it holds an earlier bundle)")
+    s.add_argument("--labels", default=None, metavar="FILE", help="class names, one a line (a classifier whose manifest"
+                   " has none)")
+    s.add_argument("--mean", default=None, metavar="M[,M,M]", help="image normalisation mean, 0-255 pixel units")
+    s.add_argument("--std", default=None, metavar="S[,S,S]", help="image normalisation std, 0-255 pixel units (127.5"
+                   " with --mean 127.5 maps pixels to [-1, 1])")
+    s.add_argument("--mediapipe", default="auto", metavar="TASK", help="auto (default) | none | image-classifier |"
+                   " text-embedder | text-classifier: the MediaPipe task the .tflite's metadata is written for")
+    s.add_argument("--report", default=None, help="an `edgeport evaluate` report.json (or its folder): its speed and"
+                   " accuracy go into the README")
+    s.add_argument("--no-verify", action="store_true", help="skip running the bundled files with MediaPipe Tasks,"
+                   " LiteRT CompiledModel and executorch.runtime")
+    s.set_defaults(fn=cmd_bundle)
 
     s = sub.add_parser("serve", parents=[common], help="serve the demo page and the artifacts", allow_abbrev=False)
     s.add_argument("dir", nargs="?", default="artifacts", help="artifacts folder (default artifacts/)")
