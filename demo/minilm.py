@@ -42,8 +42,11 @@ def build_embedder(folder: Path):
             super().__init__()
             self.bert = bert
 
-        def forward(self, input_ids, attention_mask):
-            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        def forward(self, input_ids, attention_mask, token_type_ids=None):
+            # token_type_ids (segment ids) is optional: MediaPipe's BERT preprocessor feeds it as a third input
+            # (convert --input-format bert-ids-mask-segments); None is BERT's own all-zeros default.
+            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask,
+                               token_type_ids=token_type_ids).last_hidden_state
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
             emb = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
             return F.normalize(emb, p=2, dim=1)
