@@ -32,6 +32,8 @@ def add_parser(sub, common) -> None:
                    " tcp://HOST:8786 (a Dask scheduler whose workers have edgeport installed)")
     s.add_argument("--workers", type=int, default=None, help="local pool size (default: the number of cores)")
     s.add_argument("--retry-failed", action="store_true", help="run again the jobs whose cached result is a failure")
+    s.add_argument("--report-only", action="store_true", help="write the report from what the cache holds, running"
+                   " nothing (jobs without a result are 'not run')")
     s.add_argument("--shared-fs", action="store_true", help="Dask workers read the matrix's files and the cache from"
                    " the same paths (by default a job carries its files to the worker)")
     s.set_defaults(fn=cmd_sweep)
@@ -45,7 +47,7 @@ def cmd_sweep(a) -> int:
     if a.workers is not None and a.workers < 1:
         raise InputError(f"--workers {a.workers}: pass a positive number of worker processes")
     report, cov, stats = sweep(a.matrix, a.out, scheduler=a.scheduler, workers=a.workers, retry_failed=a.retry_failed,
-                               carry=False if a.shared_fs else None)
+                               carry=False if a.shared_fs else None, report_only=a.report_only)
     print("\n".join(cov["summary_lines"]))
     for g, items in cov["failures"].items():
         print(f"{g}: {len(items)} failure(s)", file=sys.stderr)

@@ -213,17 +213,23 @@ _RUNTIME_COLORS = {"fp32": "#1f77b4", "fp16": "#2ca02c", "dynamic-int8": "#ff7f0
 _MARKERS = {"tflite": "o", "onnx": "s", "pte": "^", "tfjs": "D"}
 
 
+def _threshold(b: Budget, task: str) -> float:
+    if hasattr(b, "threshold"):  # the task registry's Budget fills a threshold not given with the task's default
+        return b.threshold(task)
+    return {"classification": b.max_drop_pp, "embedding": b.min_cosine, "regression": b.min_snr_db}[task]
+
+
 def _budget_metric(r: Row, b: Budget):
     """(value, budget, label) of the number a row's task is budgeted on, for the per-runtime plots."""
     if r.task == "classification":
         if r.accuracy_drop_pp is not None:
-            return r.accuracy_drop_pp, b.max_drop_pp, "accuracy drop vs float (pp)"
+            return r.accuracy_drop_pp, _threshold(b, r.task), "accuracy drop vs float (pp)"
         if r.agreement is not None:
-            return 100 * (1 - r.agreement), b.max_drop_pp, "disagreement with float (%)"
+            return 100 * (1 - r.agreement), _threshold(b, r.task), "disagreement with float (%)"
         return None
     if r.task == "embedding":
-        return (None if r.cosine_mean is None else (r.cosine_mean, b.min_cosine, "cosine vs float (mean)"))
-    return None if r.snr_db is None else (r.snr_db, b.min_snr_db, "SNR vs float (dB)")
+        return None if r.cosine_mean is None else (r.cosine_mean, _threshold(b, r.task), "cosine vs float (mean)")
+    return None if r.snr_db is None else (r.snr_db, _threshold(b, r.task), "SNR vs float (dB)")
 
 
 def plots(report: Report) -> list[str]:
@@ -291,6 +297,9 @@ const f=document.getElementById('filter');if(f)f.oninput=()=>{const terms=f.valu
 """
 
 
+_TEXT_COLS = {"model", "artifact", "target", "recipe", "runtime", "backend", "note"}
+
+
 def _e(x) -> str:
     return html.escape(str(x))
 
@@ -349,7 +358,8 @@ def render(report: Report, cov: dict) -> str:
                     f"{_td(r.load_ms, '.1f')}<td class='why'>{_e(r.error or (f'skipped: {r.skipped}' if r.skipped else ''))}</td></tr>")
     rows_table = (f"<p><input id='filter' placeholder='filter: words all rows must contain, e.g. int8 onnx'> "
                   f"<span id='shown'>{len(body)}</span> of {len(body)} rows; click a header to sort.</p>"
-                  "<table id='rows' class='sortable'><thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head)
+                  "<table id='rows' class='sortable'><thead><tr>" + "".join(
+                      f"<th class='{'l' if h in _TEXT_COLS else ''}'>{_e(h)}</th>" for h in head)
                   + "</tr></thead><tbody>" + "".join(body) + "</tbody></table>")
     sections = []
     for mname in cov["models"]:

@@ -286,7 +286,9 @@ def run_jobs(plan: Plan, out: Path, pool, *, carry: bool, retry_failed: bool, st
                     todo_measure.append(m)
             # a failed conversion has nothing to measure; its coverage cell carries the reason
 
-    for job in plan.converts:
+    # fp32 of every model first: a sweep stopped early still answers "which models convert at all"
+    rank = {r: i for i, r in enumerate(("fp32", "fp16", "dynamic-int8", "int8"))}
+    for job in sorted(plan.converts, key=lambda j: (rank.get(j.recipe, 9), j.entry.index)):
         if fresh(job):
             stats.cached += 1
             converted(job)
@@ -367,7 +369,7 @@ def publish_artifacts(plan: Plan, cache: Cache, out: Path) -> dict[str, Path]:
 
 
 def sweep(matrix: str | Path, out: str | Path, *, scheduler: str = "local", workers: int | None = None,
-          carry: bool | None = None, retry_failed: bool = False):
+          carry: bool | None = None, retry_failed: bool = False, report_only: bool = False):
     """Run a sweep matrix; returns (Report, coverage dict, Stats).
 
     Example::
@@ -391,7 +393,7 @@ def sweep(matrix: str | Path, out: str | Path, *, scheduler: str = "local", work
         cache = Cache(out)
         need = any(cache.get(j) is None or (retry_failed and cache.get(j).get("status") != "ok") for j in todo) or any(
             cache.get(m) is None for ms in plan.measures.values() for m in ms)
-        if need:  # a rerun with nothing to do starts no pool (and no cluster connection)
+        if need and not report_only:  # a rerun with nothing to do starts no pool (and no cluster connection)
             pool = make_pool(scheduler, workers)
             _log(f"sweep: {len(plan.converts)} conversion(s) and {sum(map(len, plan.measures.values()))} measurement(s)"
                  f" of {len(mx.entries)} model(s) on {pool.name} ({pool.n} worker(s))")
