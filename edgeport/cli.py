@@ -50,7 +50,8 @@ def cmd_convert(a) -> int:
     from .fronts import parse_norm
 
     opts = ConvertOptions(calib=a.calib, data=a.data, int8_io=a.int8_io, strict_parity=a.strict_parity, budget=budget,
-                          input_format=a.input_format, mean=parse_norm(a.mean, "--mean"), std=parse_norm(a.std, "--std"))
+                          input_format=a.input_format, mean=parse_norm(a.mean, "--mean"), std=parse_norm(a.std, "--std"),
+                          profile=a.profile)
     timeout = CONVERT_TIMEOUT_S if a.timeout is None else a.timeout
     if timeout <= 0:
         raise InputError(f"--timeout must be positive, got {timeout:g}")
@@ -287,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", default=None, help="held-out rows for the parity probe (named set or .npz), kept apart from --calib")
     s.add_argument("--name", default=None, help="artifact base name (default: from the model)")
     s.add_argument("--int8-io", action="store_true", help="full-integer TFLite with int8 input and output")
+    s.add_argument("--for", dest="profile", default=None, metavar="PLACE",
+                   help="mcu: a full-integer .tflite (int8 I/O) for TensorFlow Lite Micro, every op checked against"
+                   " TFLM's kernels (with --to tflite --quant int8)")
     s.add_argument("--strict-parity", action="store_true", help="fail when parity is outside the recipe's tolerance")
     s.add_argument("--timeout", type=float, default=None,
                    help="per-artifact time limit for a conversion, seconds (default 1800); a hang past it fails that artifact")

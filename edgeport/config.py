@@ -30,6 +30,9 @@ class ConvertOptions:
     # The front's normalisation in 0-255 pixel units, one value or R,G,B (None: from the model's preprocessing).
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    # Where the artifact will run (--for): "mcu" = TensorFlow Lite Micro: full-integer int8 with int8 I/O, every op
+    # checked against TFLM's kernels (edgeport.micro); None: no device profile.
+    profile: str | None = None
 
     def __post_init__(self):
         if isinstance(self.budget, dict):  # from a worker's JSON job
@@ -44,6 +47,8 @@ class ConvertOptions:
                 raise InputError(f"unknown --input-format {self.input_format!r}; known: {', '.join(INPUT_FORMATS)}")
         elif self.mean is not None or self.std is not None:
             raise InputError("--mean/--std describe an input front; pass --input-format rgb-uint8-nhwc with them")
+        if self.profile not in (None, "mcu"):
+            raise InputError(f"unknown --for {self.profile!r}; known: mcu (TensorFlow Lite Micro)")
         if self.calib_samples <= 0:
             raise CalibrationError(f"calib_samples must be positive, got {self.calib_samples}; pass e.g. 200")
 

@@ -220,6 +220,10 @@ def convert(
         for n in run.removed:
             _log(f"removed {out / n}: staging left by an interrupted run")
         _known_names(targets, recipes)  # a target or recipe that does not exist fails before the model loads
+        if options.profile == "mcu":  # so does a target or recipe the device profile cannot make
+            from .micro import check_profile
+
+            check_profile(targets, recipes)
         _budget_precheck(targets, recipes, options.budget, task, model)  # so does a budget that cannot apply
         src = model if isinstance(model, Source) else load_source(model, weights=weights, inputs=inputs, task=task,
                                                                   imports=imports, name=name)

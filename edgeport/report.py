@@ -81,6 +81,8 @@ class Row:
     arena_bytes: int | None = None  # microcontroller: smallest tensor arena that allocates, measured
     flash_bytes: int | None = None  # microcontroller: model bytes as a C array
     fits: dict | None = None  # microcontroller budget: {ram: {need, have, ok}, flash: {...}}
+    # per distinct op, what the runtime says of it: {op, count, ...} (microcontroller: its TFLM kernel and Add...() name)
+    ops: list | None = None
 
     def key(self) -> tuple:
         return (self.artifact, self.runtime, self.backend, self.threads, self.device, self.cpu)
@@ -282,6 +284,18 @@ def _not_deployable(r: Row) -> str:
     return ""
 
 
+def mcu_note(r: Row) -> str:
+    """A microcontroller row's own figures: arena and flash, whether they fit the board given, host-time latency."""
+    if r.where != "mcu" or r.error or r.skipped or r.arena_bytes is None:
+        return ""
+    s = f"MCU: arena {r.arena_bytes:,} B, flash {r.flash_bytes:,} B"
+    if r.fits:
+        short = [f"{k} short by {v['short_by']:,} B" for k, v in r.fits.items() if isinstance(v, dict) and not v["ok"]]
+        s += "; " + ("; ".join(short) if short else "fits " + " / ".join(
+            f"{_fmt_bytes(v['have'])} {k}" for k, v in r.fits.items() if isinstance(v, dict)))
+    return s + "; host time, not board time"
+
+
 def _short_build(b: str | None) -> str:
     """A build without its trailing parenthesis (the wasm file), for the terminal."""
     if not b:
@@ -355,7 +369,7 @@ def table(report: Report, budget: Budget | None = None) -> str:
                 continue
             lat = r.latency_ms or {}
             note = "; ".join(x for x in (flag_note(r), mark.get(r.key(), "") or ("" if r.within(b) else f"over budget ({b.describe(r.task)})"),
-                                         _not_deployable(r)) if x)
+                                         _not_deployable(r), mcu_note(r)) if x)
             lines.append((r.artifact, f"{r.runtime}/{r.backend}", _short_build(r.build), _fmt(r.threads, "d"),
                           _fmt_bytes(r.bytes), _fmt_bytes(r.gzip_bytes), *[c[1](r) for c in cols],
                           _fmt(lat.get("p50"), ".3f"), _fmt_ratio(_ratio(r, native)), _fmt(lat.get("p90"), ".3f"),
@@ -529,7 +543,7 @@ def render_html(report: Report) -> str:
             cls += " browser" if _is_browser(r) else ""
             note = r.error or (f"skipped: {r.skipped}" if r.skipped else "; ".join(x for x in (
                 flag_note(r), mark.get(r.key(), "") or ("" if r.within(b) else f"over budget ({b.describe(task)})"),
-                "fastest browser setup" if fastest_browser.get(src) is r else "", _not_deployable(r)) if x))
+                "fastest browser setup" if fastest_browser.get(src) is r else "", _not_deployable(r), mcu_note(r)) if x))
             cells = [r.artifact, r.device, f"{r.runtime}/{r.backend}", r.build or "-", _fmt(r.threads, "d"),
                      _fmt(r.bytes, ","), _fmt_bytes(r.gzip_bytes),
                      *[c[1](r) if not (r.error or r.skipped) else "" for c in cols],

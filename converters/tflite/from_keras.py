@@ -5,13 +5,15 @@ from __future__ import annotations
 from edgeport.registry import converter
 
 from ..common import Job, Produced, keras_saved_model, run_converter, tflite_signature
+from .mcu import check as mcu_check
 
 
 @converter("tflite", "keras", recipes=("fp32", "fp16", "dynamic-int8", "int8"), tool="tf.lite.TFLiteConverter", budget=("int8",))
 def convert(job: Job) -> Produced:
     import tensorflow as tf
 
-    if job.budget is not None:  # the accuracy-budget search (ai-edge-quantizer on the float .tflite, per-op choice)
+    mcu = job.options.profile == "mcu"
+    if job.budget is not None and not mcu:  # the accuracy-budget search (ai-edge-quantizer on the float .tflite, per-op choice)
         from edgeport.quantization.budget import budgeted_int8_tflite
 
         res = budgeted_int8_tflite(job, job.budget, job.holdout)
@@ -33,10 +35,12 @@ def convert(job: Job) -> Produced:
 
         conv.representative_dataset = representative
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        if job.options.int8_io:
+        if job.options.int8_io or mcu:
             conv.inference_input_type = tf.int8
             conv.inference_output_type = tf.int8
     data = run_converter(lambda: conv.convert(), "tf.lite.TFLiteConverter", job)
     out = job.workdir / f"{job.name}.tflite"
     out.write_bytes(data)
-    return Produced(entry=out.name, files=[out.name], signature=tflite_signature(out, job))
+    sig = tflite_signature(out, job)
+    return Produced(entry=out.name, files=[out.name], signature=sig,
+                    quantization=mcu_check(job, data, sig) if mcu else None)

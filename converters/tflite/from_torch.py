@@ -8,6 +8,7 @@ from pathlib import Path
 from edgeport.registry import converter
 
 from ..common import Job, Produced, run_converter, tflite_signature, torch_exported
+from .mcu import check as mcu_check
 
 
 def _float_tflite(job: Job) -> bytes:
@@ -60,7 +61,8 @@ def convert(job: Job) -> Produced:
     from edgeport.quantization import aeq
 
     facts = None
-    if job.budget is not None:
+    mcu = job.options.profile == "mcu"
+    if job.budget is not None and not mcu:
         from edgeport.quantization.budget import budgeted_int8_tflite
 
         res = budgeted_int8_tflite(job, job.budget, job.holdout)
@@ -78,4 +80,7 @@ def convert(job: Job) -> Produced:
                      "activations": "dynamic int8"}
     out: Path = job.workdir / f"{job.name}.tflite"
     out.write_bytes(data)
-    return Produced(entry=out.name, files=[out.name], signature=tflite_signature(out, job), quantization=facts)
+    sig = tflite_signature(out, job)
+    if mcu:  # litert-torch's static int8 already has int8 I/O; TFLM checks the rest
+        facts = {**(facts or {}), **mcu_check(job, data, sig)}
+    return Produced(entry=out.name, files=[out.name], signature=sig, quantization=facts)
