@@ -208,22 +208,6 @@ def _fmt(v: Any, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
-# The task's columns: (header, row -> text). One place, read by the terminal table and the HTML report.
-def _pct(v):
-    return None if v is None else 100 * v
-
-
-TASK_COLUMNS = {
-    "classification": [("acc %", lambda r: _fmt(_pct(r.accuracy), ".2f")), ("drop pp", lambda r: _fmt(r.accuracy_drop_pp, "+.2f")),
-                       ("agree %", lambda r: _fmt(_pct(r.agreement), ".1f"))],
-    "embedding": [("cos mean", lambda r: _fmt(r.cosine_mean, ".5f")), ("cos min", lambda r: _fmt(r.cosine_min, ".4f")),
-                  ("NN agree %", lambda r: _fmt(_pct(r.nn_agreement), ".1f")), ("SNR dB", lambda r: _fmt(r.snr_db, ".1f")),
-                  ("norm x", lambda r: _fmt(r.norm_ratio, ".3g"))],
-    "regression": [("SNR dB", lambda r: _fmt(r.snr_db, ".1f")), ("max|d|", lambda r: _fmt(r.max_abs_diff, ".3g")),
-                   ("max rel", lambda r: _fmt(r.max_rel_diff, ".3g")), ("norm x", lambda r: _fmt(r.norm_ratio, ".3g"))],
-}
-
-
 def flag_note(r: Row) -> str:
     """The row's failing flags as a note ("FLAGGED: outputs all zero"), empty when none."""
     from .metrics import describe_flags
@@ -357,7 +341,7 @@ def table(report: Report, budget: Budget | None = None) -> str:
     for src in report.sources() + (["?"] if any(r.source == "?" for r in report.rows) else []):
         rows = _arranged(_source_rows(report, src)) if src != "?" else [r for r in report.rows if r.source == "?"]
         task = rows[0].task if rows else "classification"
-        cols = TASK_COLUMNS[task]
+        cols = get_task(task).columns
         head = ("artifact", "runtime/backend", "build", "thr", "size", "gzip", *[c[0] for c in cols], "p50 ms",
                 "x native", "p90 ms", "load ms", "deleg", "note")
         lines = [head]
@@ -402,16 +386,7 @@ def parity_text(task: str, o: dict) -> str:
     from .metrics import describe_flags
 
     flagged = describe_flags(o.get("flags"), o.get("norm_ratio"))
-    head = f"FLAGGED {flagged}; " if flagged else ""
-    snr = o.get("snr_db")
-    snr_txt = f"SNR {'inf' if snr is None else snr} dB"
-    k = o.get("norm_ratio")
-    norm = f" norm {k:.3g}x" if k is not None else ""
-    if task == "embedding":
-        return head + f"cos mean {o['cosine_mean']:.5f} min {o['cosine_min']:.4f} {snr_txt}{norm}"
-    if task == "classification":
-        return head + f"max|d| {o['max_abs_diff']:.2g} agree {o.get('top1_agreement', float('nan')):.3f}"
-    return head + f"max|d| {o['max_abs_diff']:.2g} {snr_txt}{norm}"
+    return (f"FLAGGED {flagged}; " if flagged else "") + get_task(task).parity_text(o)
 
 
 def artifact_table(manifests) -> str:
@@ -533,7 +508,7 @@ def render_html(report: Report) -> str:
     for src in report.sources():
         rows = _arranged(_source_rows(report, src))
         task = rows[0].task
-        cols = TASK_COLUMNS[task]
+        cols = get_task(task).columns
         head = ["artifact", "device", "runtime/backend", "build", "threads", "bytes", "gzip", *[c[0] for c in cols],
                 "p50 ms", "x native", "p90 ms", "p99 ms", "load ms", "peak RSS", "delegated", "note"]
         body = []

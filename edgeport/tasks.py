@@ -37,6 +37,12 @@ def _percent(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.2f}%"
 
 
+def _snr_norm(o: dict) -> str:
+    """A parity entry's SNR (None: identical outputs) and norm ratio, ``SNR 41.2 dB norm 0.998x``."""
+    snr, k = o.get("snr_db"), o.get("norm_ratio")
+    return f"SNR {'inf' if snr is None else snr} dB" + (f" norm {k:.3g}x" if k is not None else "")
+
+
 # A report column: (header, row -> text).
 Column = tuple[str, Callable[[Any], str]]
 
@@ -199,7 +205,7 @@ class Embedding(Task):
         return f"lowest {row.recipe} cosine {row.cosine_mean:.5f} ({row.artifact})"
 
     def parity_text(self, o: dict) -> str:
-        return f"cos mean {o['cosine_mean']:.5f} min {o['cosine_min']:.4f}"
+        return f"cos mean {o['cosine_mean']:.5f} min {o['cosine_min']:.4f} {_snr_norm(o)}"
 
 
 @dataclass(frozen=True, repr=False)
@@ -222,8 +228,7 @@ class Regression(Task):
         return f"lowest {row.recipe} SNR {row.snr_db:.1f} dB ({row.artifact})"
 
     def parity_text(self, o: dict) -> str:
-        snr = o.get("snr_db")
-        return f"max|d| {o['max_abs_diff']:.2g} SNR {'inf' if snr is None else snr} dB"
+        return f"max|d| {o['max_abs_diff']:.2g} {_snr_norm(o)}"
 
 
 TASKS: dict[str, Task] = {t.name: t for t in (
@@ -249,7 +254,8 @@ TASKS: dict[str, Task] = {t.name: t for t in (
         tolerance={"float32": {"min_cosine": 0.99999}, "float16": {"min_cosine": 0.9995},
                    "quantized": {"min_cosine": 0.99}},
         columns=(("cos mean", lambda r: _fmt(r.cosine_mean, ".5f")), ("cos min", lambda r: _fmt(r.cosine_min, ".4f")),
-                 ("NN agree %", lambda r: _fmt(_pct(r.nn_agreement), ".1f"))),
+                 ("NN agree %", lambda r: _fmt(_pct(r.nn_agreement), ".1f")), ("SNR dB", lambda r: _fmt(r.snr_db, ".1f")),
+                 ("norm x", lambda r: _fmt(r.norm_ratio, ".3g"))),
         similarity=True),
     Regression(
         name="regression", headline="snr_db", quality_label="SNR vs float (dB)",
@@ -259,7 +265,7 @@ TASKS: dict[str, Task] = {t.name: t for t in (
         default=defaults.MIN_SNR_DB, limits=(-math.inf, math.inf),
         tolerance={"float32": {"min_snr_db": 60.0}, "float16": {"min_snr_db": 40.0}, "quantized": {"min_snr_db": 20.0}},
         columns=(("SNR dB", lambda r: _fmt(r.snr_db, ".1f")), ("max|d|", lambda r: _fmt(r.max_abs_diff, ".3g")),
-                 ("max rel", lambda r: _fmt(r.max_rel_diff, ".3g")))),
+                 ("max rel", lambda r: _fmt(r.max_rel_diff, ".3g")), ("norm x", lambda r: _fmt(r.norm_ratio, ".3g")))),
 )}
 
 

@@ -11,9 +11,11 @@ Endpoints (all GET):
 - ``/api/manifests`` -> ``{"manifests": [manifest + {url, bytes, adapter}], "problems": [{file, error}]}``: every
   manifest of the folder whose target has a browser adapter (``web/static/adapters/<adapter>.js``); manifests that
   cannot be read are listed under ``problems``.
-- ``/api/config`` -> ``{"data": spec | null, "bench": {warmup, minRuns, minMs, maxRuns, threads}}``: what the page
-  measures; ``threads`` lists the thread counts (positive integers, or ``"all"``: every core the browser reports),
-  one benchmark pass each.
+- ``/api/config`` -> ``{"data": spec | null, "bench": {warmup, minRuns, minMs, maxRuns, threads}, "tasks": {name:
+  facts}}``: what the page measures; ``threads`` lists the thread counts (positive integers, or ``"all"``: every
+  core the browser reports), one benchmark pass each; ``tasks`` is the task registry's facts
+  (:meth:`edgeport.tasks.Task.to_dict`: whether outputs score classes against labels, or are vectors compared by
+  cosine, the budget flag and its default), so the page never names a task itself.
 - ``/api/data/<artifact>`` -> the evaluation data as that artifact's model-ready inputs, packed (see :func:`pack`).
 - ``/api/probe/<artifact>`` -> the artifact's parity-probe inputs (its ``.probe.npz`` sidecar), packed the same way.
 
@@ -43,6 +45,9 @@ import numpy as np
 
 from edgeport.errors import EdgeportError, InputError, one_line
 from edgeport.manifest import SUFFIX, Manifest
+from edgeport.tasks import TASKS
+
+TASK_FACTS = {n: t.to_dict() for n, t in TASKS.items()}
 
 WEB = Path(__file__).resolve().parent
 STATIC = WEB / "static"
@@ -225,7 +230,7 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/api/manifests":
             return self._json(self._listing())
         if path == "/api/config":
-            return self._json({"data": self.data, "bench": dict(self.bench)})
+            return self._json({"data": self.data, "bench": dict(self.bench), "tasks": TASK_FACTS})
         for prefix, kind in (("/api/data/", "data"), ("/api/probe/", "probe")):
             if path.startswith(prefix):
                 return self._packed(kind, path[len(prefix):])

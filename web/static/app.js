@@ -27,7 +27,8 @@ const THREADS = PASS ? Math.max(1, Number(params.get('threads')) || 1) : HARDWAR
 // backend next; TF.js cpu (plain JS) last.
 const PREFERENCE = ['wasm', 'webgpu', 'webgl', 'cpu'];
 const state = {
-  config: { data: null, bench: { warmup: 10, minRuns: 100, minMs: 2000, maxRuns: 1000, threads: [1, 'all'], fallbacks: true } },
+  config: { data: null, bench: { warmup: 10, minRuns: 100, minMs: 2000, maxRuns: 1000, threads: [1, 'all'], fallbacks: true },
+    tasks: {} },
   manifests: [], adapters: new Map(), loaded: new Map(), predictions: {}, tokenizers: new Map(), busy: false, benchRows: [],
   firstPredictionMs: null,
 };
@@ -134,10 +135,13 @@ function writePredictions() {
 }
 
 const primary = (m) => m.signature.outputs[0];
+// What the manifest's task means, from the server's task registry (/api/config tasks): labels (its outputs score
+// classes, top-1 against labels) or similarity (its outputs are vectors compared by cosine).
+const taskOf = (m) => state.config.tasks[m.task] || {};
 
 // ------------------------------------------------------------------------------------------ draw mode
-// Single-image classifiers: one input with role "image", task classification.
-const drawTargets = () => state.manifests.filter((m) => m.task === 'classification'
+// Single-image classifiers: one input with role "image", a task whose outputs score classes.
+const drawTargets = () => state.manifests.filter((m) => taskOf(m).labels
   && m.signature.inputs.length === 1 && m.signature.inputs[0].role === 'image');
 
 /** {h, w, c, layout} of an image input (layout from the tensor, else the preprocessing, else NHWC). */
@@ -289,8 +293,8 @@ function renderCards() {
 }
 
 // ------------------------------------------------------------------------------------------ sentences
-// Text-embedding artifacts: task embedding, preprocessing kind text.
-const textTargets = () => state.manifests.filter((m) => m.task === 'embedding' && m.preprocessing && m.preprocessing.kind === 'text');
+// Text-embedding artifacts: a task whose outputs are compared by cosine, preprocessing kind text.
+const textTargets = () => state.manifests.filter((m) => taskOf(m).similarity && m.preprocessing && m.preprocessing.kind === 'text');
 
 async function tokenizerFor(m) {
   const file = m.preprocessing.tokenizer && m.preprocessing.tokenizer.file;
@@ -421,7 +425,7 @@ async function runBatched(mod, h, m, data, outs) {
 const b64Outputs = (outs) => Object.fromEntries(Object.entries(outs).map(([k, v]) => [k, toBase64(v)]));
 
 function accuracy(m, outs, labels, n) {
-  if (!labels || m.task !== 'classification') return null;
+  if (!labels || !taskOf(m).labels) return null;
   const z = outs[primary(m).name], per = z.length / n;
   let ok = 0;
   for (let i = 0; i < n; i++) {
