@@ -25,6 +25,7 @@ from edgeport.metrics import float_quality, task_metrics
 from edgeport.pool import Pool
 from edgeport.registry import Runtime, get_runtime, get_target, runtimes, targets
 from edgeport.report import Report, Row
+from edgeport.tasks import get_task
 from edgeport.runtime import resolve_threads
 
 
@@ -69,7 +70,7 @@ class Context:
             self._by_key[key] = (spec, p, feeds, ds.y)
         spec, p, feeds, y = self._by_key[key]
         _check_labels(m, y)
-        prep = Prepared(spec, p, feeds, y if m.task == "classification" else None)
+        prep = Prepared(spec, p, feeds, y if get_task(m.task).labels else None)
         self._reference(m, prep, key, manifests)
         self.prepared[m.name] = prep
         return prep
@@ -156,7 +157,7 @@ def _source_inputs(m: Manifest):
 
 
 def _check_labels(m: Manifest, y) -> None:
-    if y is None or m.task != "classification":
+    if y is None or not get_task(m.task).labels:
         return
     classes = int(np.prod(m.signature["outputs"][0]["shape"][1:]))
     bad = y[(y < 0) | (y >= classes)]

@@ -24,14 +24,30 @@ def _csv(s: str) -> list[str]:
 def cmd_targets(a) -> int:
     from .recipes import RECIPES
     from .registry import matrix_table, runtimes_table
+    from .tasks import TASKS
 
     print(matrix_table())
     print()
     print(runtimes_table())
     print()
+    held = _budget_targets()
     for r in RECIPES.values():
-        print(f"  {r.name:<13} {r.description}" + ("  [needs --calib, or the model's default data]" if r.needs_calibration else ""))
+        print(f"  {r.name:<13} {r.description}" + ("  [needs --calib, or the model's default data]" if r.needs_calibration else "")
+              + (f"  [holds {' / '.join(t.flag for t in TASKS.values())} on {', '.join(held[r.name])}]" if r.name in held else ""))
     return 0
+
+
+def _budget_targets() -> dict[str, list[str]]:
+    """recipe -> the targets whose converter runs a budget search for it."""
+    from .registry import matrix
+
+    out: dict[str, list[str]] = {}
+    for t, c in matrix():
+        for r in c.budget:
+            names = out.setdefault(r, [])
+            if t.name not in names:
+                names.append(t.name)
+    return out
 
 
 def cmd_convert(a) -> int:
@@ -253,6 +269,8 @@ def _runtime_flags(s: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .tasks import TASKS
+
     p = argparse.ArgumentParser(prog="edgeport", allow_abbrev=False,
                                 description="Take a Keras or PyTorch model to TFLite, TF.js, ExecuTorch and more; measure what it costs.")
     p.add_argument("--version", action="version", version=f"edgeport {_version()}")
@@ -282,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
                    " optional when the factory loads its own")
     s.add_argument("--import", dest="imports", action="append", metavar="MODULE",
                    help="import this module first (Keras custom layers, model code); repeatable")
-    s.add_argument("--task", default=None, choices=["classification", "embedding", "regression"],
+    s.add_argument("--task", default=None, choices=list(TASKS),
                    help="what the model does (chooses metrics and tolerances); inferred when omitted")
     s.add_argument("--calib", default=None, help="calibration data for int8: a named set or an .npz with one array per input")
     s.add_argument("--data", default=None, help="held-out rows for the parity probe (named set or .npz), kept apart from --calib")

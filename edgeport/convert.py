@@ -40,6 +40,7 @@ from .manifest import SUFFIX, Manifest, file_entries
 from .pool import Pool
 from .metrics import infer_task, parity_record
 from .registry import check_recipe, get_converter, get_target, versions_for
+from .tasks import get_task
 from .sources import Source, load_source
 
 # Per-job limit for an isolated conversion (the model load of a fresh worker included); a job past it is a hang.
@@ -343,7 +344,7 @@ def _budget_rows(src: Source, options: ConvertOptions, pl: Plan) -> dict | None:
                          " that calibrate; split them into two files")
     ds = dat.load_dataset(spec, "heldout")
     rows = dat.model_inputs(ds, src.signature, src.preprocessing, what="budget data")
-    if ds.y is not None and src.task == "classification":
+    if ds.y is not None and get_task(src.task).labels:
         rows["y"] = ds.y
     return rows
 

@@ -183,7 +183,8 @@ def task_metrics(task: str, ref: dict[str, np.ndarray] | None, got: dict[str, np
     out: dict = {}
     z = got[primary]
     r = None if ref is None else ref[primary]
-    if task == "classification":
+    t = get_task(task)
+    if t.labels:
         if y is not None:
             out["accuracy"] = float((np.asarray(z).reshape(len(z), -1).argmax(-1) == y).mean())
         if r is not None:
@@ -193,7 +194,7 @@ def task_metrics(task: str, ref: dict[str, np.ndarray] | None, got: dict[str, np
         c = compare(r, z, primary)
         out.update({"max_abs_diff": c["max_abs_diff"], "max_rel_diff": c["max_rel_diff"], "snr_db": c["snr_db"],
                     "norm_ratio": c["norm_ratio"]})
-        if task == "embedding":
+        if t.similarity:
             out.update({"cosine_mean": c["cosine_mean"], "cosine_min": c["cosine_min"], "nn_agreement": nn_agreement(r, z)})
         out["outputs"] = [compare(ref[k], got[k], k) for k in ref if k in got]
     return out
@@ -201,7 +202,7 @@ def task_metrics(task: str, ref: dict[str, np.ndarray] | None, got: dict[str, np
 
 def float_quality(task: str, ref: dict[str, np.ndarray], y: np.ndarray | None, primary: str) -> float | None:
     """The float model's own score on labels (classification accuracy); None for tasks judged against float."""
-    if task == "classification" and y is not None:
+    if get_task(task).labels and y is not None:
         return float((_per_sample(ref[primary]).argmax(-1) == y).mean())
     return None
 

@@ -450,7 +450,7 @@ def _plots(report: Report) -> list[str]:
                             xytext=(3, 4 + 9 * (n % 3)), textcoords="offset points")
             fr = sorted((p for p in pts if p[2] in front), key=lambda p: p[0])
             ax.plot([p[0] / 1024 for p in fr], [p[1] for p in fr], "k--", lw=0.8, label="Pareto front")
-            if task == "classification" and src in report.float_baseline:
+            if get_task(task).labels and src in report.float_baseline:
                 ax.axhline(100 * report.float_baseline[src], color="gray", lw=0.9, ls=":", label="float baseline")
             ax.set_xscale("log")
             ax.set_xlabel("artifact size (KiB, log)")
