@@ -159,6 +159,7 @@ def coverage(cells: list[dict], plan) -> dict:
                 groups["runtime"].append({"model": c["model"], "target": c["target"], "recipe": c["recipe"],
                                           "reason": f"{rt}: {q['skipped']}"})
     return {"matrix": str(plan.matrix.path), "models": [e.label for e in plan.matrix.entries],
+            "notes": {e.label: e.get("notes") for e in plan.matrix.entries if e.get("notes")},
             "summary": summary, "summary_lines": [f"{k}: {v.get('ok', 0)}/{v['total']}" for k, v in summary.items()],
             "cells": cells, "failures": {g: v for g, v in groups.items() if v}, "limitations": list(limitations.values())}
 
@@ -294,6 +295,8 @@ document.querySelectorAll('table.sortable th').forEach(th=>th.onclick=()=>sortBy
 const f=document.getElementById('filter');if(f)f.oninput=()=>{const terms=f.value.toLowerCase().split(/\\s+/).filter(Boolean);
  let n=0;document.querySelectorAll('#rows tbody tr').forEach(r=>{const s=r.textContent.toLowerCase();
  const ok=terms.every(t=>s.includes(t));r.style.display=ok?'':'none';n+=ok});document.getElementById('shown').textContent=n}
+function openHash(){const d=document.getElementById(decodeURIComponent(location.hash.slice(1)));if(d&&d.tagName==='DETAILS')d.open=true}
+window.addEventListener('hashchange',openHash);openHash();
 """
 
 
@@ -370,7 +373,9 @@ def render(report: Report, cov: dict) -> str:
             f"<td class='l'>{_e(c['status'])}</td>{_td(c.get('bytes'), ',')}<td class='l'>{_e(_short(c.get('task', ''), c.get('parity') or {}))}</td>"
             f"<td class='l'>{_e('; '.join(f'{k}: ' + ', '.join(f'{a} {b:.4g}' if isinstance(b, float) else f'{a} {b}' for a, b in v.items()) for k, v in (c.get('measured') or {}).items()))}</td>"
             f"{_td(c.get('seconds'), '.1f')}<td class='why'>{_e(c.get('reason', ''))}</td></tr>" for c in mc)
-        sections.append(f"<details id='m-{_e(mname)}'><summary><b>{_e(mname)}</b> ({_e(fw.get(mname, ''))}): {ok}/{len(mc)} ok</summary>"
+        note = (cov.get("notes") or {}).get(mname)
+        sections.append(f"<details id='m-{_e(mname)}'><summary><b>{_e(mname)}</b> ({_e(fw.get(mname, ''))}): {ok}/{len(mc)} ok"
+                        + (f" <small>{_e(note)}</small>" if note else "") + "</summary>"
                         "<table class='sortable'><thead><tr><th>target</th><th>recipe</th><th>status</th><th>bytes</th>"
                         "<th>parity at conversion</th><th>measured</th><th>convert s</th><th>reason</th></tr></thead>"
                         f"<tbody>{trs}</tbody></table></details>")

@@ -163,8 +163,11 @@ class LocalPool:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        # spawn: a forked child of a process that has imported torch/TF can deadlock in their thread pools
-        self.ex = ProcessPoolExecutor(self.n, mp_context=multiprocessing.get_context("spawn"))
+        from edgeport.procs import die_with_parent
+
+        # spawn: a forked child of a process that has imported torch/TF can deadlock in their thread pools;
+        # die_with_parent: a driver killed with SIGKILL takes its pool along instead of leaving it converting
+        self.ex = ProcessPoolExecutor(self.n, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent)
         self.gen += 1
 
     def submit(self, fn, payload: dict, key: str):
@@ -397,13 +400,13 @@ def sweep(matrix: str | Path, out: str | Path, *, scheduler: str = "local", work
             pool = make_pool(scheduler, workers)
             _log(f"sweep: {len(plan.converts)} conversion(s) and {sum(map(len, plan.measures.values()))} measurement(s)"
                  f" of {len(mx.entries)} model(s) on {pool.name} ({pool.n} worker(s))")
-        else:
-            stats.planned = len(plan.converts) + sum(map(len, plan.measures.values()))
         if pool is not None:
             cache = run_jobs(plan, out, pool, carry=remote if carry is None else carry, retry_failed=retry_failed,
                              stats=stats)
         else:
-            stats.cached = stats.planned
+            jobs_all = plan.converts + [m for ms in plan.measures.values() for m in ms]
+            stats.planned = len(jobs_all)
+            stats.cached = sum(cache.get(j) is not None for j in jobs_all)
     finally:
         if pool is not None:
             pool.close()
