@@ -264,12 +264,17 @@ def _payload(job: Job, plan: Plan, cache: Cache, carry: bool) -> dict:
 
 
 def run_jobs(plan: Plan, out: Path, pool, *, carry: bool, retry_failed: bool, stats: Stats) -> Cache:
+    """Feed the pool a few jobs at a time, measurements before conversions: rows appear while the sweep runs, and a
+    sweep stopped early has measured what it converted."""
+    from collections import deque
+
     cache = Cache(out)
-    todo_measure: list[Job] = []
+    convs: deque[Job] = deque()
+    meas: deque[Job] = deque()
     pending: dict = {}
     n_total = len(plan.converts) + sum(map(len, plan.measures.values()))
     stats.planned = n_total
-    done = 0
+    limit = 2 * pool.n  # enough to keep every worker busy; the rest waits here, where priorities still apply
 
     def fresh(job: Job) -> bool:
         res = cache.get(job)
@@ -279,15 +284,18 @@ def run_jobs(plan: Plan, out: Path, pool, *, carry: bool, retry_failed: bool, st
         fn = J.run_convert if job.kind == "convert" else J.run_measure
         pending[pool.submit(fn, _payload(job, plan, cache, carry), job.key)] = job
 
+    def fill():
+        while len(pending) < limit and (meas or convs):
+            submit(meas.popleft() if meas else convs.popleft())
+
     def converted(job: Job):
         res = cache.get(job)
         for m in plan.measures.get(job.key, []):
-            if res and res.get("status") == "ok":
+            if res and res.get("status") == "ok":  # a failed conversion has nothing to measure
                 if fresh(m):
                     stats.cached += 1
                 else:
-                    todo_measure.append(m)
-            # a failed conversion has nothing to measure; its coverage cell carries the reason
+                    meas.append(m)
 
     # fp32 of every model first: a sweep stopped early still answers "which models convert at all"
     rank = {r: i for i, r in enumerate(("fp32", "fp16", "dynamic-int8", "int8"))}
@@ -296,11 +304,9 @@ def run_jobs(plan: Plan, out: Path, pool, *, carry: bool, retry_failed: bool, st
             stats.cached += 1
             converted(job)
         else:
-            submit(job)
-    for m in todo_measure:
-        submit(m)
-    todo_measure.clear()
+            convs.append(job)
     done = stats.cached
+    fill()
     while pending:
         for f in pool.wait(list(pending)):
             job = pending.pop(f)
@@ -328,9 +334,7 @@ def run_jobs(plan: Plan, out: Path, pool, *, carry: bool, retry_failed: bool, st
             _log(f"[{done}/{n_total}] {what}: {res.get('status')} in {res.get('seconds', 0):.1f}s{why}")
             if job.kind == "convert":
                 converted(job)
-                for m in todo_measure:
-                    submit(m)
-                todo_measure.clear()
+        fill()
     return cache
 
 
