@@ -133,7 +133,9 @@ def _token_front(src, fmt: str):
                                " would be ignored; add `token_type_ids=None` to forward() and pass it to the encoder")
     ids = roles["token_ids"]
     spec = TensorSpec("token_type_ids", ids.dtype, ids.shape, "token_type_ids")
-    model = _TorchTokenFront.build(module, names)
+    from .binding import KeywordCall
+
+    model = KeywordCall(module, [*names, "token_type_ids"])  # positional in, keywords to forward()
     pre = dict(src.preprocessing or {})
     if pre.get("kind") == "text":
         pre["inputs"] = {**pre.get("inputs", {}), "token_type_ids": "token_type_ids"}
@@ -175,22 +177,6 @@ class _TorchPixelFront:
                 return self.inner(x)
 
         return PixelFront().eval()
-
-
-class _TorchTokenFront:
-    @staticmethod
-    def build(inner, names: list[str]):
-        import torch
-
-        class TokenFront(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.inner = inner
-
-            def forward(self, a, b, token_type_ids):
-                return self.inner(**dict(zip(names, (a, b))), token_type_ids=token_type_ids)
-
-        return TokenFront().eval()
 
 
 def _keras_pixel_front(inner, weight: np.ndarray, bias: np.ndarray, hwc: tuple, nchw: bool, name: str):
