@@ -210,7 +210,8 @@ def _run_workers(jobs: list[dict], folder: Path, timeout: float, on_result=None,
 def _base_row(m: Manifest, mp, device: str = "local", **kw) -> Row:
     return Row(artifact=m.name, target=m.target, recipe=m.recipe, source=m.source["model"], task=m.task,
                runtime=kw.pop("runtime", get_target(m.target).runtime), backend=kw.pop("backend", "-"),
-               threads=kw.pop("threads", None), device=device, manifest=str(mp), bytes=m.total_bytes, **kw)
+               threads=kw.pop("threads", None), device=device, manifest=str(mp), bytes=m.total_bytes,
+               weights=m.weights, **kw)
 
 
 def select_runtimes(names=None, browser=None) -> list[Runtime]:

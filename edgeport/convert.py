@@ -39,6 +39,8 @@ from .fileio import RunFolder, sha256_file
 from .manifest import SUFFIX, Manifest, file_entries
 from .pool import Pool
 from .metrics import infer_task, parity_record
+from .weights import count as count_weights
+from .weights import warnings as weight_warnings
 from .registry import check_recipe, get_converter, get_target, versions_for
 from .tasks import get_task
 from .sources import Source, load_source
@@ -288,6 +290,8 @@ def convert(
             _run_in_process(shared, jobs, out, run.dir, started=started, finished=finished)
         written = [r for _, r in sorted(results.items()) if isinstance(r, Manifest)]
         failed = [r for _, r in sorted(results.items()) if isinstance(r, Failure)]
+        for w in weight_warnings(written):  # what the artifacts hold, against what their recipes promise
+            _log(f"warning: {w}")
         if not failed:
             run.keep_log = bool(quiet)
             return written
@@ -422,6 +426,7 @@ def convert_one(shared: Shared, t: str, r: str, out: Path, staging: Path, cache:
         probe_file = f"{m.name}.probe.npz"
         np.savez(work / probe_file, **{f"in:{k}": v for k, v in shared.probe.items()},
                  **{f"out:{k}": v for k, v in shared.float_out.items()})
+        m.weights = count_weights(t, work / produced.entry)
         m.probe = {**(shared.meta.get("probe") or {}), "file": probe_file, "sha256": sha256_file(work / probe_file),
                    "samples": int(len(next(iter(shared.probe.values()))))}
         m.path = work / (m.name + SUFFIX)

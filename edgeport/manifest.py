@@ -69,6 +69,7 @@ class ManifestModel(BaseModel):
     delegation: dict | None = None
     conversion: dict = {}
     quantization: dict | None = None
+    weights: dict | None = None
     tools: dict = {}
 
     def model_dump(self, **kw):  # the dataclass fields, nested models as plain dicts (extra keys kept)
@@ -110,6 +111,9 @@ class Manifest:
     delegation: dict | None = None  # {delegated, total, unit}
     conversion: dict = field(default_factory=dict)  # {converter, seconds, notes}
     quantization: dict | None = None  # what the recipe quantized and how (per-layer choices, equalization ...)
+    # what the artifact holds, read back from it: {bytes_by_dtype, tensors_by_dtype, quantized_layers, float_layers,
+    # duplicated_bytes, total_bytes, float_share} (edgeport.weights); None in manifests written before it existed
+    weights: dict | None = None
     tools: dict = field(default_factory=dict)  # package -> version
     schema: int = SCHEMA
     path: Path | None = field(default=None, repr=False, compare=False)  # where it was read from

@@ -17,6 +17,7 @@ from typing import Any
 
 from .errors import ArtifactError
 from .fileio import write_text_atomic
+from .weights import short as short_weights
 from .tasks import Budget, get_task
 
 __all__ = ["Budget", "Report", "Row", "SCHEMA"]  # Budget lives with the tasks (edgeport.tasks); kept importable here
@@ -65,6 +66,7 @@ class Row:
     error: str | None = None
     norm_ratio: float | None = None  # ||outputs|| / ||float outputs|| of the primary output (1: the scale is right)
     flags: list | None = None  # what is wrong with the outputs whatever the metrics say: all-zero, nan, inf, scale
+    weights: dict | None = None  # the manifest's weights block: what the artifact stores, by dtype (edgeport.weights)
 
     def failing_flags(self) -> list[str]:
         from .metrics import failing_flags
@@ -392,7 +394,10 @@ def parity_text(task: str, o: dict) -> str:
 def artifact_table(manifests) -> str:
     """The table printed after `edgeport convert`: bytes, ratio to fp32, parity in the task's terms."""
     fp32 = {(m.source["model"], m.target): m.total_bytes for m in manifests if m.recipe == "fp32"}
-    rows = [("artifact", "target", "recipe", "bytes", "x fp32", "parity (primary output)", "status", "delegated")]
+    from .weights import short
+
+    rows = [("artifact", "target", "recipe", "bytes", "x fp32", "parity (primary output)", "status", "delegated",
+             "weights as stored")]
     for m in manifests:
         base = fp32.get((m.source["model"], m.target))
         p = (m.parity.get("outputs") or [{}])[0]
@@ -402,7 +407,8 @@ def artifact_table(manifests) -> str:
         par = parity_text(m.task, p) if p else "-"
         d = m.delegation
         rows.append((m.name, m.target, m.recipe, f"{m.total_bytes:,}", f"{m.total_bytes / base:.2f}" if base else "-",
-                     par, status or "-", f"{d['delegated']}/{d['total']} {d['unit']}" if d else "-"))
+                     par, status or "-", f"{d['delegated']}/{d['total']} {d['unit']}" if d else "-",
+                     short(getattr(m, "weights", None))))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -510,7 +516,7 @@ def render_html(report: Report) -> str:
         task = rows[0].task
         cols = get_task(task).columns
         head = ["artifact", "device", "runtime/backend", "build", "threads", "bytes", "gzip", *[c[0] for c in cols],
-                "p50 ms", "x native", "p90 ms", "p99 ms", "load ms", "peak RSS", "delegated", "note"]
+                "p50 ms", "x native", "p90 ms", "p99 ms", "load ms", "peak RSS", "delegated", "weights as stored", "note"]
         body = []
         for r in rows:
             lat = r.latency_ms or {}
@@ -524,7 +530,7 @@ def render_html(report: Report) -> str:
                      *[c[1](r) if not (r.error or r.skipped) else "" for c in cols],
                      _fmt(lat.get("p50"), ".3f"), _fmt_ratio(_ratio(r, native)), _fmt(lat.get("p90"), ".3f"),
                      _fmt(lat.get("p99"), ".3f"), _fmt(r.load_ms, ".1f"), _fmt_bytes(r.peak_rss_delta_bytes),
-                     f"{r.delegated}/{r.ops_total}" if r.ops_total else "-", note]
+                     f"{r.delegated}/{r.ops_total}" if r.ops_total else "-", short_weights(r.weights), note]
             body.append(f"<tr class='{cls.strip()}'>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
         base = report.float_baseline.get(src)
         data = report.extra.get("data_by_source", {}).get(src, report.data)

@@ -92,7 +92,7 @@ def test_old_reports_without_flags_still_read(tmp_path):
 
 
 def test_parity_and_budget_search_see_the_same_flags():
-    from quantization.budget import Goal, score
+    from edgeport.quantization.budget import Goal, score
 
     ref = np.random.default_rng(3).normal(size=(8, 16)).astype(np.float32)
     zero = np.zeros_like(ref)

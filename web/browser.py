@@ -302,7 +302,7 @@ def browser_capabilities(facts: dict) -> dict | None:
 def _base(m: Manifest, backend: str, runtime: str = "browser") -> Row:
     return Row(artifact=m.name, target=m.target, recipe=m.recipe, source=str((m.source or {}).get("model", "")),
                runtime=runtime, backend=backend, threads=None, device="chromium", manifest=str(m.path), task=m.task,
-               bytes=m.total_bytes, where="browser")
+               bytes=m.total_bytes, where="browser", weights=m.weights)
 
 
 def _error_row(m: Manifest, backend: str, error: str) -> Row:

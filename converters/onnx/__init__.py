@@ -14,4 +14,4 @@ register_runtime("onnxruntime", formats=("onnx",), where="host", runner=OrtRunne
 register_runtime("onnxruntime-web", formats=("onnx",), where="browser", started="browser", aliases=("ort-web",),
                  description="onnxruntime-web (wasm, threaded SIMD) in headless Chromium")
 
-from . import from_keras, from_torch  # noqa: E402,F401  (attach the converters)
+from . import from_keras, from_torch, weights  # noqa: E402,F401  (attach the converters and the weights reader)

@@ -10,4 +10,4 @@ register_runtime("executorch.runtime", formats=("pte",), where="host", runner=Pt
                  aliases=("executorch",), versions=("executorch",),
                  description="executorch.runtime with the XNNPACK backend, this host's CPU")
 
-from . import from_torch  # noqa: E402,F401  (attach the converter)
+from . import from_torch, weights  # noqa: E402,F401  (attach the converter and the weights reader)

@@ -7,4 +7,4 @@ register_target("tfjs", suffix="/model.json", browser="tfjs", versions=("tensorf
 register_runtime("tfjs", formats=("tfjs",), where="browser", started="browser",
                  description="TF.js (wasm, webgl, webgpu, cpu backends) in headless Chromium")
 
-from . import from_keras  # noqa: E402,F401  (attach the converter)
+from . import from_keras, weights  # noqa: E402,F401  (attach the converter and the weights reader)

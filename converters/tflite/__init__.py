@@ -13,4 +13,4 @@ register_runtime("ai-edge-litert", formats=("tflite",), where="host", runner=TFL
 register_runtime("litert.js", formats=("tflite",), where="browser", started="browser", aliases=("litertjs",),
                  description="LiteRT.js (wasm, threaded SIMD) in headless Chromium")
 
-from . import from_keras, from_torch  # noqa: E402,F401  (attach the converters)
+from . import from_keras, from_torch, weights  # noqa: E402,F401  (attach the converters and the weights reader)
