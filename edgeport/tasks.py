@@ -4,7 +4,7 @@ A task (classification, embedding, regression) is one frozen object holding ever
 report's headline metric, the accuracy budget (the number it bounds and its direction, the flag that sets it -- one
 name in ``edgeport convert``, ``edgeport evaluate`` and ``assert_quantized_close`` -- its default and its texts),
 the parity tolerances per recipe family, the report's columns, and the "within budget" rule the report's picks,
-the budget search and the pytest assertion share. The page reads the same facts from ``/api/tasks``.
+the budget search and the pytest assertion share. The page reads the same facts from ``/api/config``.
 
 Example::
 
@@ -144,14 +144,14 @@ class Task:
 
     def worst(self, row) -> str:
         """The session summary's words for the worst quantized row."""
-        return f"lowest {row.recipe} {self.noun} {self.value(row):.4g}{self.unit} ({row.artifact})"
+        return f"worst {row.recipe} {self.noun} {self.value(row):.4g}{self.unit} ({row.artifact})"
 
     def parity_text(self, o: dict) -> str:
         """One compared output (a parity entry) in the task's terms."""
         return f"max|d| {o['max_abs_diff']:.2g}"
 
     def to_dict(self) -> dict:
-        """The facts the page needs (``/api/tasks``)."""
+        """The facts the page needs (``/api/config``'s ``tasks``)."""
         return {"name": self.name, "headline": self.headline, "quality_label": self.quality_label,
                 "metric": self.metric, "lower_is_better": self.lower_is_better, "flag": self.flag,
                 "keyword": self.keyword, "default": self.default, "budget": self.describe(),

@@ -211,6 +211,6 @@ def test_mixed_recipe_list_writes_what_exists_and_names_what_it_skipped(tmp_path
                        capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stderr[-2000:]
     names = sorted(m.name.removesuffix(".manifest.json") for m in out.glob("*.manifest.json"))
-    assert names == ["simplecnn-keras.fp32.tflite", "simplecnn-keras.fp32.tfjs", "simplecnn-keras.uint8.tfjs"]
+    assert names == ["simplecnn-keras.fp32.tfjs", "simplecnn-keras.fp32.tflite", "simplecnn-keras.uint8.tfjs"]
     skipped = [ln for ln in p.stderr.splitlines() if "skipped" in ln]
     assert skipped == ["[edgeport] skipped tflite uint8: no such recipe for keras -> tflite"]

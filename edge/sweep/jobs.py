@@ -144,10 +144,13 @@ def convert_adapter(spec: str, target: str, recipe: str, out: Path, o: dict, nam
     from edgeport.sources import parse_shape
 
     inputs = [parse_input_spec(t) for t in o.get("input") or []] or ([parse_shape(o["input-shape"])] if o.get("input-shape") else None)
+    from edgeport.recipes import get_recipe
+
     budget = None
-    if o.get("max-drop") is not None or (o.get("min-cosine") is not None and recipe == "int8"):
-        kw = {k: o[f] for k, f in (("max_drop_pp", "max-drop"), ("min_cosine", "min-cosine")) if o.get(f) is not None}
-        budget = Budget(**kw)
+    if get_recipe(recipe).budget:  # convert refuses a budget on a recipe that cannot hold one (fp32, uint8 ...)
+        kw = {k: o[f] for k, f in (("max_drop_pp", "max-drop"), ("min_cosine", "min-cosine"), ("min_snr_db", "min-snr"))
+              if o.get(f) is not None}
+        budget = Budget(**kw) if kw else None
     opts = ConvertOptions(calib=o.get("calib"), data=o.get("data"), int8_io=bool(o.get("int8-io")),
                           strict_parity=bool(o.get("strict-parity")), budget=budget)
     return convert(spec, [target], [recipe], out, opts, weights=o.get("weights"), inputs=inputs, task=o.get("task"),
