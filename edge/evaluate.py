@@ -227,6 +227,14 @@ def select_runtimes(names=None, browser=None) -> list[Runtime]:
     return [r for r in runtimes().values() if r.default or (browser and r.started == "browser")]
 
 
+def _runtimes_of(target: str) -> list[Runtime]:
+    """The runtimes of a format, the host's default first, then by where they run."""
+    from edgeport.registry import WHERE
+
+    return sorted((r for r in runtimes().values() if target in r.formats),
+                  key=lambda r: (not r.default, WHERE.index(r.where), r.name))
+
+
 def _device_of(r: Runtime) -> str:
     return {"browser": "chromium"}.get(r.where, "local")
 
@@ -281,6 +289,14 @@ def evaluate_native(paths, options: EvaluateOptions = EvaluateOptions(), *, veri
                 skipped.setdefault(i, []).append(_skipped(m, r, why))
             else:
                 plan.setdefault(r.name, []).append(i)
+    for name in list(plan):  # a runtime's one-time set-up (a rootfs to build), here, where progress is seen
+        rt = get_runtime(name)
+        if rt.setup is not None:
+            try:
+                rt.setup()
+            except EdgeportError as e:
+                for i in plan.pop(name):
+                    skipped.setdefault(i, []).append(_skipped(manifests[i], rt, " ".join(str(e).split())))
     # One worker per runtime, started now: each imports its runtime while the data and the float references are
     # prepared, then waits for its turn.
     workers = {name: worker_pool(name, options.timeout_s).start() for name in plan}
@@ -326,7 +342,8 @@ def _evaluate_native(manifests, report, threads, options, verify, quick, sources
             nonlocal done
             i, m, prep = items[k]
             done += 1
-            results = res if isinstance(res, list) else [{"threads": th, **res} for th in threads]
+            once = rt.runner is not None and not rt.runner.threaded  # an error is one row, not one per thread
+            results = res if isinstance(res, list) else [{"threads": th, **res} for th in ([1] if once else threads)]
             rows = []
             for r in results:
                 row = _base_row(m, m.path, runtime=r.get("runtime", rt.name), backend=r.get("backend", "-"),
@@ -418,10 +435,9 @@ def evaluate(paths: list[str | Path], options: EvaluateOptions = EvaluateOptions
             if t.browser and not t.native and not options.runtimes:
                 why = "browser-only format; add --browser chromium to measure it"
             else:
-                able = [r.name for r in runtimes().values() if m.target in r.formats]
                 why = (f"no selected runtime runs {m.target} artifacts; add --runtime "
-                       f"{' or '.join(able) or '(none registered)'}")
-            r0 = next((r for r in runtimes().values() if m.target in r.formats), None)
+                       f"{' or '.join(r.name for r in _runtimes_of(m.target)) or '(none registered)'}")
+            r0 = next(iter(_runtimes_of(m.target)), None)
             report.rows.append(_base_row(m, m.path, runtime=r0.name if r0 else "-",
                                          device=_device_of(r0) if r0 else "local",
                                          where=r0.where if r0 else "host", skipped=why))
