@@ -288,7 +288,10 @@ def run_measure(job: dict) -> dict:
             folder = Path(job["folder"])
         res: dict = {"key": job["key"], "host": os.uname().nodename}
         try:
-            rows, base, extra = evaluate_adapter(folder / job["manifest"], job["runtime"], o)
+            from edgeport.console import quiet
+
+            with quiet(tmp / "edgeport.log"):  # the runtimes' C++ start-up lines stay off the sweep's terminal
+                rows, base, extra = evaluate_adapter(folder / job["manifest"], job["runtime"], o)
             res.update(status="ok", rows=[asdict(r) for r in rows], float_baseline=base,
                        extra={k: extra[k] for k in ("browser_capabilities", "reference_by_source", "data_by_source") if k in extra})
         except BaseException as e:  # noqa: BLE001

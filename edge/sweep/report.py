@@ -240,6 +240,7 @@ def plots(report: Report) -> list[str]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     b = report.budget
     timed = [r for r in report.rows if r.error is None and not r.skipped and r.latency_ms and r.latency_ms.get("p50")]
@@ -261,6 +262,14 @@ def plots(report: Report) -> list[str]:
             ax.axhline(pts[0][2], color="black", lw=1, ls="--")
             ax.annotate("budget", (1, pts[0][2]), xycoords=("axes fraction", "data"), ha="right", va="bottom", fontsize=7)
             ax.set_xscale("log")
+            xs = [r.latency_ms["p50"] for r, _, _ in pts]
+            if max(xs) / min(xs) < 10:  # a narrow range: widen it so that some 1-2-5 ticks fall inside
+                ax.set_xlim(min(xs) / 2, max(xs) * 2)
+            # plain numbers on the major ticks only: matplotlib labels minor log ticks of a narrow range with
+            # overlapping 1.875x10^-2-style text
+            ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.set_xlabel("p50 latency (ms, log)")
             ax.set_ylabel(label)
             ax.grid(alpha=0.3)
@@ -345,7 +354,7 @@ def render(report: Report, cov: dict) -> str:
                    + (f" (<a href='{_e(l['upstream'])}'>upstream</a>)" if l.get("upstream") else "")
                    + f" <small>{len(l['cells'])} cell(s)</small></li>" for l in cov["limitations"])
     # one table, every row: sort by clicking a header, filter by words
-    head = ["model", "artifact", "target", "recipe", "runtime", "backend", "threads", "bytes", "quality", "vs float",
+    head = ["model", "artifact", "target", "recipe", "runtime", "backend", "threads", "bytes", "quality", "budgeted",
             "p50 ms", "p90 ms", "load ms", "note"]
     body = []
     for r in sorted(report.rows, key=lambda r: (cov["models"].index(r.source) if r.source in cov["models"] else 999,
@@ -360,7 +369,9 @@ def render(report: Report, cov: dict) -> str:
                     f"{_td(None if not m else round(m[0], 4))}{_td(lat.get('p50'), '.3f')}{_td(lat.get('p90'), '.3f')}"
                     f"{_td(r.load_ms, '.1f')}<td class='why'>{_e(r.error or (f'skipped: {r.skipped}' if r.skipped else ''))}</td></tr>")
     rows_table = (f"<p><input id='filter' placeholder='filter: words all rows must contain, e.g. int8 onnx'> "
-                  f"<span id='shown'>{len(body)}</span> of {len(body)} rows; click a header to sort.</p>"
+                  f"<span id='shown'>{len(body)}</span> of {len(body)} rows; click a header to sort. <small>quality: accuracy (%),"
+                  " cosine or SNR (dB); budgeted: the number the task's budget holds (accuracy drop or disagreement"
+                  " with float in pp, cosine, SNR)</small></p>"
                   "<table id='rows' class='sortable'><thead><tr>" + "".join(
                       f"<th class='{'l' if h in _TEXT_COLS else ''}'>{_e(h)}</th>" for h in head)
                   + "</tr></thead><tbody>" + "".join(body) + "</tbody></table>")
