@@ -67,9 +67,12 @@ def _python_files(module: str, root: Path) -> dict[str, Path]:
 
 
 def _builtin_files() -> dict[str, Path]:
-    import edgeport.demo as demo
-
-    base = Path(demo.__file__).parent
+    """The files of the package that registers the built-in models (read, not imported: edge/ does not import
+    demo/), so that a built-in's cache key follows its code and training recipe."""
+    spec = importlib.util.find_spec("edgeport.demo")
+    if spec is None or not spec.submodule_search_locations:
+        return {}
+    base = Path(list(spec.submodule_search_locations)[0])
     return {f.relative_to(base).as_posix(): f for f in sorted(base.rglob("*")) if f.is_file() and f.suffix in (".py", ".json")}
 
 
