@@ -66,7 +66,7 @@ def render(items, pre: dict, checks: dict, rows: dict, cpu: str) -> str:
         L += ["", "### Measured", ""]
         par = (m.parity or {}).get("outputs", [{}])[0] if (m.parity or {}).get("status") == "measured" else {}
         if par:
-            keys = ("agreement", "max_abs_diff", "cosine_mean", "cosine_min", "snr_db")
+            keys = ("top1_agreement", "max_abs_diff", "cosine_min", "snr_db")
             L.append(f"- against the float original at conversion ({m.parity.get('runtime')}, {m.probe.get('samples')}"
                      f" probe rows of {m.probe.get('data')}): " + ", ".join(f"{k} {_fmt(par[k])}" for k in keys if k in par))
         for r in rows.get(m.name, []):
