@@ -274,3 +274,106 @@ def test_a_cache_output_is_one_line_naming_it_and_the_fix(tmp_path, monkeypatch)
     with torch.no_grad():
         want = src.model.model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits.numpy()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------ real artifacts
+ZERO_EMB = '''
+import torch
+
+
+class Emb(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = torch.nn.Linear(8, 16, bias=False)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+def emb():
+    return Emb()
+'''
+
+
+@pytest.mark.slow
+def test_an_int8_embedding_that_answers_zeros_is_flagged_and_fails(tmp_path, monkeypatch):
+    """Calibrated on rows 1000x larger than the rows it is judged on, the int8 output scale rounds every answer to
+    zero: the report says cosine 0 (what the outputs give), flags all-zero, and the pytest assertion fails on it."""
+    from edgeport.config import ConvertOptions, EvaluateOptions
+    from edgeport.convert import convert
+    from edgeport.edge.evaluate import evaluate
+    from edgeport.signature import parse_input_spec
+
+    (tmp_path / "zeroemb.py").write_text(ZERO_EMB)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "calib.npz", x=(1000 * rng.normal(size=(32, 8))).astype(np.float32))
+    np.savez(tmp_path / "small.npz", x=(1e-3 * rng.normal(size=(32, 8))).astype(np.float32))
+    (m,) = convert("zeroemb:emb", ["tflite"], ["int8"], tmp_path / "out",
+                   ConvertOptions(calib=str(tmp_path / "calib.npz"), data=str(tmp_path / "small.npz")),
+                   inputs=[parse_input_spec("x:float32[1,8]")], task="embedding", isolate=False)
+    assert m.parity["outputs"][0]["flags"] == ["all-zero"] and not m.parity["within_tolerance"]
+    report = evaluate([m.path], EvaluateOptions(data=str(tmp_path / "small.npz"), threads=("1",)))
+    (row,) = [r for r in report.rows if r.error is None and not r.skipped]
+    assert row.flags == ["all-zero"] and row.cosine_mean == 0.0 and row.norm_ratio == 0.0, row
+    with pytest.raises(QuantizedAccuracyError) as e:
+        assert_quantized_close(report, min_cosine=0.99)
+    assert "emb.int8.tflite over budget: outputs all zero (flagged all-zero)" in str(e.value), str(e.value)
+
+
+KW_TINY = '''
+import torch
+
+
+class ABC(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fa = torch.nn.Linear(4, 3)
+        self.fc = torch.nn.Linear(4, 3)
+
+    def forward(self, a, b=None, c=None):
+        y = self.fa(a)
+        if b is not None:
+            y = y + 100.0 * b.sum(-1, keepdim=True)
+        if c is not None:
+            y = y - 2.0 * self.fc(c)
+        return y
+
+
+def abc():
+    return ABC()
+'''
+
+
+@pytest.mark.slow
+def test_inputs_out_of_forward_order_agree_on_every_torch_target(tmp_path, monkeypatch):
+    """Declared c then a (forward(a, b=None, c=None)): every torch target's artifact, run on its own runtime, gives
+    forward(a=..., c=...); b keeps its default."""
+    import torch
+
+    from edgeport.config import ConvertOptions
+    from edgeport.convert import convert
+    from edgeport.registry import runner_for
+    from edgeport.signature import parse_input_spec
+
+    (tmp_path / "kwtiny.py").write_text(KW_TINY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    rng = np.random.default_rng(5)
+    feeds = {"c": rng.normal(size=(6, 4)).astype(np.float32), "a": rng.normal(size=(6, 4)).astype(np.float32)}
+    np.savez(tmp_path / "rows.npz", **feeds)
+    ms = convert("kwtiny:abc", ["pte", "tflite", "onnx"], ["fp32"], tmp_path / "out",
+                 ConvertOptions(data=str(tmp_path / "rows.npz")),
+                 inputs=[parse_input_spec("c:float32[1,4]"), parse_input_spec("a:float32[1,4]")], task="regression",
+                 isolate=False)
+    import kwtiny
+
+    with torch.no_grad():
+        want = kwtiny.abc().eval()(a=torch.from_numpy(feeds["a"]), c=torch.from_numpy(feeds["c"])).numpy()
+    assert {m.target for m in ms} == {"pte", "tflite", "onnx"}
+    for m in ms:
+        r = runner_for(m.target)(m, 1)
+        r.load()
+        got = np.concatenate([r.run({k: v[i:i + 1] for k, v in feeds.items()})["output"] for i in range(6)])
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=m.name)
