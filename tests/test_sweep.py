@@ -289,3 +289,14 @@ def test_dask_cluster_that_loses_a_worker_gives_the_local_report(local_sweep, tm
             except ProcessLookupError:
                 pass
             p.wait(30)
+
+
+def test_one_sweep_writes_a_folder_at_a_time(tmp_path):
+    from edgeport.edge.sweep.run import Cache
+
+    first = Cache(tmp_path)
+    first.lock()
+    with pytest.raises(InputError, match="another edgeport sweep is writing"):
+        Cache(tmp_path).lock()
+    first._lock.close()
+    Cache(tmp_path).lock()  # released with its holder

@@ -110,6 +110,18 @@ class Cache:
         self.root = out / ".cache"
         (self.root / "convert").mkdir(parents=True, exist_ok=True)
         (self.root / "measure").mkdir(parents=True, exist_ok=True)
+
+    def lock(self):
+        """One sweep writes to a folder at a time (its .part folders would be another's leftovers); the lock goes
+        with the process, SIGKILL included."""
+        import fcntl
+
+        self._lock = open(self.root / "sweep.lock", "a")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(f"another edgeport sweep is writing to {self.root.parent}; wait for it, pass another"
+                             " --out, or add --report-only to see what it has done so far") from None
         for p in list((self.root / "convert").glob("*.part-*")) + list((self.root / "measure").glob("*.part-*")):
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
@@ -269,6 +281,7 @@ def run_jobs(plan: Plan, out: Path, pool, *, carry: bool, retry_failed: bool, st
     from collections import deque
 
     cache = Cache(out)
+    cache.lock()
     convs: deque[Job] = deque()
     meas: deque[Job] = deque()
     pending: dict = {}
