@@ -105,7 +105,14 @@ class _HostOutputs:
 
         if not self.rt.compare_to:
             return None
-        ref_rt = get_runtime(self.rt.compare_to)
+        if self.rt.compare_to == "host":
+            from edgeport.registry import get_target
+
+            ref_rt = get_target(self.m.target).host_runtime
+            if ref_rt is None or ref_rt is self.rt:
+                return None
+        else:
+            ref_rt = get_runtime(self.rt.compare_to)
         if self._outs is None and self.error is None:
             try:
                 r = ref_rt.runner(self.m, threads=1)

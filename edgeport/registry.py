@@ -97,13 +97,16 @@ class Runtime:
     # None when it can run here, else one line: why not, and the command that fixes it. Called lazily, once.
     available: Callable[[], str | None] | None = None
     # The runtime whose outputs on the same artifact go into the row's vs_host fields (the "ARM vs x86" column);
-    # None: no such comparison.
+    # "host": the artifact format's host runtime (a runtime of several formats); None: no such comparison.
     compare_to: str | None = None
     evaluate: Callable | None = None  # started="remote": fn(manifests, ctx, options, prepared) -> list[Row]
     flags: tuple[RuntimeFlag, ...] = ()
     aliases: tuple[str, ...] = ()  # other names --runtime accepts
     versions: tuple[str, ...] = ()  # packages whose versions describe it
     description: str = ""
+    # One-time set-up in the evaluator's process before its workers start (a rootfs to build, with progress on the
+    # terminal); raises EdgeportError with the fix, which makes this runtime's rows skipped rows.
+    setup: Callable[[], None] | None = None
 
     def unavailable(self) -> str | None:
         """Why this runtime cannot run here (one line with the fix), or None. Cached per process."""
@@ -146,7 +149,8 @@ def register_runtime(name: str, *, formats: tuple[str, ...], where: str, runner:
                      measures: tuple[str, ...] = ("accuracy", "latency", "memory"),
                      available: Callable[[], str | None] | None = None, compare_to: str | None = None,
                      evaluate: Callable | None = None, flags: tuple[RuntimeFlag, ...] = (),
-                     aliases: tuple[str, ...] = (), versions: tuple[str, ...] = (), description: str = "") -> Runtime:
+                     aliases: tuple[str, ...] = (), versions: tuple[str, ...] = (), description: str = "",
+                     setup: Callable[[], None] | None = None) -> Runtime:
     """Declare a place that runs artifacts of ``formats``; one call per runtime, in the module that implements it::
 
         register_runtime("tflite-micro", formats=("tflite",), where="mcu", runner=MicroRunner,
@@ -166,7 +170,7 @@ def register_runtime(name: str, *, formats: tuple[str, ...], where: str, runner:
     if unknown:
         raise RuntimeError(f"runtime {name!r}: unknown measures {sorted(unknown)}; known: {', '.join(MEASURES)}")
     r = Runtime(name, tuple(formats), where, runner, started, default, tuple(measures), available, compare_to,
-                evaluate, tuple(flags), tuple(aliases), tuple(versions), description)
+                evaluate, tuple(flags), tuple(aliases), tuple(versions), description, setup=setup)
     _RUNTIMES[name] = r
     if runner is not None:
         runner.runtime_name = name

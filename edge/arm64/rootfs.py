@@ -1,0 +1,252 @@
+"""The arm64 root filesystem: Debian bookworm's arm64 python3.11 (mmdebstrap) plus the pinned aarch64 wheels of
+``requirements-arm64.lock`` (pip, from the host, no emulation), cached under ``$EDGEPORT_CACHE/arm64/<key>/``.
+
+The key hashes the lock, the Debian package list and this module's layout version, so a changed pin builds a new
+rootfs and an unchanged one is reused (``python -m edgeport.edge.arm64.rootfs`` or ``./run setup arm64`` builds it
+up front). A build writes into ``<key>.part`` and renames it when complete: a folder named by the key is whole.
+
+Running the guest: a private mount namespace (``unshare -m`` as root, ``unshare --mount --map-root-user`` otherwise)
+bind-mounts /proc, /sys, /dev, the artifact folder and the job folder into the rootfs, puts an ARM ``/proc/cpuinfo``
+that matches qemu's ``-cpu`` over the host's x86 one (ONNX Runtime's cpuinfo segfaults on an x86 cpuinfo, and a
+cpuinfo naming a newer core than the emulated one makes it pick instructions qemu then refuses: SIGILL), chroots and
+starts the rootfs's python under the static qemu-aarch64 copied into it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+LOCK = HERE / "requirements-arm64.lock"
+GUEST = HERE / "guest.py"
+DEBIAN_PACKAGES = ("python3.11", "libpython3.11-stdlib", "libstdc++6", "libgomp1", "ca-certificates")
+SUITE = "bookworm"
+LAYOUT = "1"  # bump when the rootfs layout below changes
+SITE = "/opt/edgeport/site"  # wheels, inside the rootfs
+QEMU = "qemu-aarch64-static"
+PLATFORMS = ("manylinux_2_28_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64")
+FIX_TOOLS = "apt-get install qemu-user-static mmdebstrap (or ./run setup arm64)"
+
+# /proc/cpuinfo per qemu CPU model: MIDR fields of the real core, and the Linux hwcap names it reports. "max" has
+# no real core; it is described as a Neoverse-V1 (the nearest core with SVE, i8mm and bf16) because ONNX Runtime's
+# cpuinfo segfaults on qemu's own "software" implementer. The features the runtimes act on come from the auxiliary
+# vector (HWCAP/HWCAP2), which qemu fills in for the emulated model.
+_BASE = "fp asimd evtstrm aes pmull sha1 sha2 crc32 cpuid"
+_V82 = _BASE + " atomics fphp asimdhp asimdrdm lrcpc dcpop asimddp"
+CPUS: dict[str, tuple[int, int, int, int, str]] = {  # name: (implementer, variant, part, revision, features)
+    "cortex-a35": (0x41, 0x0, 0xD04, 2, _BASE),
+    "cortex-a53": (0x41, 0x0, 0xD03, 4, _BASE),
+    "cortex-a57": (0x41, 0x1, 0xD07, 3, _BASE),
+    "cortex-a72": (0x41, 0x0, 0xD08, 3, _BASE),
+    "cortex-a76": (0x41, 0x4, 0xD0B, 1, _V82 + " ssbs"),
+    "neoverse-n1": (0x41, 0x3, 0xD0C, 1, _V82 + " ssbs"),
+    "a64fx": (0x46, 0x1, 0x001, 0, _V82 + " sve"),
+    "max": (0x41, 0x1, 0xD40, 1, _V82 + " sha3 sm3 sm4 sha512 asimdfhm dit uscat ilrcpc flagm ssbs sb paca pacg"
+            " dcpodp sve sve2 sveaes svepmull svebitperm svesha3 svesm4 flagm2 frint svei8mm svef32mm svef64mm"
+            " svebf16 i8mm bf16 dgh rng bti mte sme"),
+}
+
+
+def cache_root() -> Path:
+    base = os.environ.get("EDGEPORT_CACHE")
+    return (Path(base) if base else Path.home() / ".cache" / "edgeport") / "arm64"
+
+
+def key() -> str:
+    h = hashlib.sha256(LOCK.read_bytes())
+    h.update(" ".join((SUITE, *DEBIAN_PACKAGES, LAYOUT)).encode())
+    return h.hexdigest()[:16]
+
+
+def rootfs_path() -> Path:
+    return cache_root() / key()
+
+
+def is_built() -> bool:
+    return (rootfs_path() / ".edgeport-complete").exists()
+
+
+def pins() -> dict[str, str]:
+    out = {}
+    for line in LOCK.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, ver = line.split("==")
+            out[name.strip().lower().replace("_", "-")] = ver.strip()
+    return out
+
+
+def missing_tools() -> str | None:
+    """None when this machine can build and run the rootfs; else one line: what is missing and the command."""
+    need = [t for t in (QEMU, "unshare", "chroot") if shutil.which(t) is None]
+    if not is_built() and shutil.which("mmdebstrap") is None:
+        need.append("mmdebstrap")
+    if need:
+        return f"{', '.join(need)} not found; install with: sudo {FIX_TOOLS}"
+    if os.geteuid() != 0:
+        probe = subprocess.run(["unshare", "--mount", "--map-root-user", "true"], capture_output=True)
+        if probe.returncode != 0:
+            return ("no root and no unprivileged user namespaces here (the guest needs a private mount namespace);"
+                    " run as root, or enable them: sudo sysctl -w kernel.unprivileged_userns_clone=1")
+    return None
+
+
+def debian_mirror() -> str:
+    """The Debian mirror this machine's apt uses (deb822 or one-line sources), else deb.debian.org."""
+    env = os.environ.get("EDGEPORT_DEBIAN_MIRROR")
+    if env:
+        return env
+    files = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
+    for f in files:
+        try:
+            text = f.read_text()
+        except OSError:
+            continue
+        for m in re.finditer(r"(?:^URIs:\s*|^deb\s+(?:\[[^\]]*\]\s+)?)(\S+)", text, re.M):
+            uri = m.group(1).rstrip("/")
+            if uri.endswith("/debian"):
+                return uri
+    return "http://deb.debian.org/debian"
+
+
+def _say(msg: str, progress) -> None:
+    (progress or (lambda s: print(f"[edgeport] {s}", file=sys.stderr, flush=True)))(msg)
+
+
+def ensure(progress=None) -> Path:
+    """The cached rootfs, built now if missing (a minute or two; progress lines through ``progress``). Safe to call
+    from several processes at once: one builds, the others wait for it."""
+    from edgeport.errors import EdgeportError
+
+    root = rootfs_path()
+    if is_built():
+        return root
+    why = missing_tools()
+    if why:
+        raise EdgeportError(why)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / f"{root.name}.lock", "w") as lk:
+        fcntl.flock(lk, fcntl.LOCK_EX)
+        if is_built():
+            return root
+        part = root.parent / f"{root.name}.part"
+        shutil.rmtree(part, ignore_errors=True)
+        t0 = time.monotonic()
+        try:
+            _build(part, progress)
+        except BaseException:
+            shutil.rmtree(part, ignore_errors=True)
+            raise
+        (part / ".edgeport-complete").write_text(f"built in {time.monotonic() - t0:.1f} s\n")
+        shutil.rmtree(root, ignore_errors=True)
+        os.replace(part, root)
+        _say(f"arm64: rootfs ready at {root} ({time.monotonic() - t0:.0f} s)", progress)
+    return root
+
+
+def _run(cmd: list[str], what: str) -> None:
+    from edgeport.errors import EdgeportError
+
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        tail = " ".join((p.stderr or p.stdout).strip().splitlines()[-3:])[-400:]
+        raise EdgeportError(f"arm64 rootfs: {what} failed (exit {p.returncode}): {tail}; fix it and run"
+                            " `./run setup arm64` again")
+
+
+def _build(part: Path, progress) -> None:
+    mirror = debian_mirror()
+    _say(f"arm64: building the rootfs (Debian {SUITE} arm64 {', '.join(DEBIAN_PACKAGES[:1])} from {mirror},"
+         f" then {len(pins())} pinned aarch64 wheels) into {part.parent}", progress)
+    t = time.monotonic()
+    _run(["mmdebstrap", "--quiet", "--variant=extract", "--architectures=arm64",
+          f"--include={','.join(DEBIAN_PACKAGES)}", SUITE, str(part), mirror], "mmdebstrap")
+    _say(f"arm64: [1/2] Debian arm64 base extracted ({time.monotonic() - t:.0f} s)", progress)
+    t = time.monotonic()
+    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
+           "--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp", "--target",
+           str(part / SITE.lstrip("/")), "-r", str(LOCK)]
+    for p in PLATFORMS:
+        cmd[4:4] = ["--platform", p]
+    _run(cmd, "pip install of the aarch64 wheels")
+    _say(f"arm64: [2/2] aarch64 wheels installed ({time.monotonic() - t:.0f} s)", progress)
+    shutil.copy2(shutil.which(QEMU), part / "usr/bin" / QEMU)
+    for d in ("proc", "sys", "dev", "tmp", "work/artifact", "work/job"):
+        (part / d).mkdir(parents=True, exist_ok=True)
+
+
+def cpuinfo_text(cpu: str, n: int = 1) -> str:
+    """An aarch64 /proc/cpuinfo for qemu's ``-cpu`` model ``cpu`` (properties such as ``max,sme=off`` keep the
+    model's identity)."""
+    model = cpu.split(",")[0]
+    impl, var, part, rev, feats = CPUS[model]
+    for prop in cpu.split(",")[1:]:
+        name, _, val = prop.partition("=")
+        if val == "off":
+            feats = " ".join(f for f in feats.split() if not f.startswith(name))
+    block = (f"BogoMIPS\t: 50.00\nFeatures\t: {feats}\nCPU implementer\t: {impl:#04x}\nCPU architecture: 8\n"
+             f"CPU variant\t: {var:#x}\nCPU part\t: {part:#05x}\nCPU revision\t: {rev}\n\n")
+    return "".join(f"processor\t: {i}\n{block}" for i in range(n))
+
+
+def qemu_cpus() -> list[str]:
+    """The CPU models this qemu emulates (``-cpu help``) that edgeport has a cpuinfo for."""
+    p = subprocess.run([QEMU, "-cpu", "help"], capture_output=True, text=True)
+    have = {line.strip() for line in p.stdout.splitlines()[1:]}
+    return [c for c in CPUS if c in have]
+
+
+def qemu_version() -> str:
+    p = subprocess.run([QEMU, "--version"], capture_output=True, text=True)
+    m = re.search(r"version (\S+)", p.stdout)
+    return m.group(1) if m else "?"
+
+
+def guest_command(root: Path, cpu: str, artifact_dir: Path, job_dir: Path, args: list[str]) -> list[str]:
+    """The host command that runs ``python3.11 guest.py ARGS`` in the rootfs on emulated ``cpu``,
+    seeing the artifact folder at /work/artifact (read-only) and the job folder at /work/job."""
+    cpuinfo = job_dir / "cpuinfo"
+    cpuinfo.write_text(cpuinfo_text(cpu))
+    shutil.copy2(GUEST, job_dir / "guest.py")  # this checkout's guest, not the one the rootfs was built with
+    r = shlex.quote(str(root))
+    script = " && ".join([
+        f"mount --rbind /proc {r}/proc", f"mount --bind {shlex.quote(str(cpuinfo))} {r}/proc/cpuinfo",
+        f"mount --rbind /sys {r}/sys", f"mount --rbind /dev {r}/dev",
+        f"mount --bind {shlex.quote(str(artifact_dir))} {r}/work/artifact",
+        f"mount -o remount,bind,ro {r}/work/artifact",
+        f"mount --bind {shlex.quote(str(job_dir))} {r}/work/job",
+        "exec env -i PATH=/usr/bin:/bin HOME=/tmp LANG=C.UTF-8 PYTHONPATH=" + SITE + " PYTHONDONTWRITEBYTECODE=1"
+        f" {shutil.which('chroot') or '/usr/sbin/chroot'} {r} /usr/bin/{QEMU} -cpu {shlex.quote(cpu)} /usr/bin/python3.11 /work/job/guest.py "
+        + " ".join(map(shlex.quote, args)),
+    ])
+    ns = ["unshare", "--mount", "--propagation", "private"]
+    if os.geteuid() != 0:
+        ns.append("--map-root-user")
+    return [*ns, "sh", "-c", script]
+
+
+def main() -> int:
+    from edgeport.errors import EdgeportError
+
+    try:
+        t0 = time.monotonic()
+        had = is_built()
+        root = ensure()
+        print(f"arm64 rootfs {'reused' if had else 'built'}: {root} ({time.monotonic() - t0:.1f} s)")
+    except EdgeportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,138 @@
+"""The arm64 Runner: one qemu-user run per (artifact, emulated CPU), every sample at once, inputs and outputs
+exchanged as .npz files in a private job folder (see rootfs.py for the mount namespace and guest.py for the side
+that runs under emulation)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+
+from edgeport.errors import ArtifactError, InputError
+from edgeport.runtime import Runner, check_feeds, dequantize_output, quantize_input
+
+from . import rootfs
+
+DEFAULT_CPUS = ("cortex-a76",)  # a typical phone core with the dot-product instructions (Armv8.2)
+GUEST_RUNTIME = {"onnx": "onnxruntime", "tflite": "ai-edge-litert"}
+GUEST_TIMEOUT_S = 900
+
+
+def parse_cpus(text: str) -> list[str]:
+    """``--arm-cpu cortex-a55,cortex-a76,max`` -> qemu CPU models; a property list stays with its model
+    (``max,sme=off``: properties are the comma items holding '=')."""
+    out: list[str] = []
+    for item in (s.strip() for s in text.split(",")):
+        if not item:
+            continue
+        if "=" in item and out:
+            out[-1] += "," + item
+        else:
+            out.append(item)
+    for c in out:
+        model = c.split(",")[0]
+        if model not in rootfs.CPUS:
+            raise InputError(f"--arm-cpu: unknown CPU {model!r}; qemu-user 7.2 emulates {', '.join(rootfs.CPUS)}"
+                             " (properties after the name: max,sme=off)")
+    return out
+
+
+def guest_run(m, cpu: str, feeds: dict[str, np.ndarray], outputs: list[str], *, mode: str = "run",
+              model: Path | None = None) -> tuple[dict[str, np.ndarray], dict]:
+    """Run artifact ``m`` (or the file ``model``, an instrumented copy) in the rootfs on emulated ``cpu``:
+    ``feeds`` by tensor name in the artifact's dtypes -> (arrays by tensor name, the guest's facts)."""
+    root = rootfs.ensure()
+    with tempfile.TemporaryDirectory(prefix="edgeport-arm64-") as tmp:
+        job = Path(tmp)
+        np.savez(job / "in.npz", **feeds)
+        inside = f"/work/job/{model.name}" if model is not None else f"/work/artifact/{m.entry_path.name}"
+        if model is not None:
+            (job / model.name).write_bytes(model.read_bytes())
+        spec = {"format": m.target, "model": inside, "inputs": list(feeds), "outputs": outputs, "mode": mode}
+        (job / "job.json").write_text(json.dumps(spec))
+        cmd = rootfs.guest_command(root, cpu, m.entry_path.parent, job, ["/work/job/job.json"])
+        t0 = time.monotonic()
+        try:
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=GUEST_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise ArtifactError(f"{m.name}: the arm64 guest on {cpu} did not finish in {GUEST_TIMEOUT_S} s") from None
+        if p.returncode != 0 or not (job / "meta.json").exists():
+            from edgeport.procs import signal_name
+
+            why = signal_name(-p.returncode) if p.returncode < 0 else f"exit {p.returncode}"
+            if p.returncode in (132, 139, 134):  # the shell reports a signal as 128+n
+                why = signal_name(-(p.returncode - 128))
+            tail = " | ".join(p.stderr.strip().splitlines()[-2:])[-300:]
+            raise ArtifactError(f"{m.name}: {GUEST_RUNTIME.get(m.target, m.target)} (aarch64) on emulated {cpu}"
+                                f" failed ({why}): {tail or 'no output'}")
+        meta = json.loads((job / "meta.json").read_text())
+        meta["wall_s"] = round(time.monotonic() - t0, 2)
+        with np.load(job / "out.npz") as z:
+            arrays = {name: z[f"t{i}"] for i, name in enumerate(meta["names"])}
+    return arrays, meta
+
+
+class Arm64Runner(Runner):
+    """.onnx on ONNX Runtime and .tflite on LiteRT, the aarch64 builds, under qemu-user (one CPU per row)."""
+
+    runtime = "arm64"
+    backend = "qemu"
+    threaded = False
+    measures_latency = False
+    latency_note = "emulated: latency not measured"
+
+    @classmethod
+    def accepts(cls, manifest) -> str | None:
+        if manifest.target == "pte":
+            return ("ExecuTorch's aarch64 wheel (1.5.1) links torch 2.13.0, whose only aarch64 build on PyPI is the"
+                    " CUDA one (libtorch_cpu needs libcudart.so.13); .pte is not run on arm64 yet, its .onnx/.tflite"
+                    " siblings are")
+        return None
+
+    @classmethod
+    def variants(cls, options: dict) -> list[dict]:
+        cpus = options.get("cpu") or list(DEFAULT_CPUS)
+        if isinstance(cpus, str):
+            cpus = parse_cpus(cpus)
+        return [{"cpu": c} for c in cpus]
+
+    def load(self) -> None:
+        self.cpu = self.variant.get("cpu", DEFAULT_CPUS[0])
+        self.meta: dict = {}
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        check_feeds(self.sig, feeds, self.m.name)
+        prepared = {s.binding: np.ascontiguousarray(quantize_input(s, feeds[s.name])) for s in self.sig.inputs}
+        raw, self.meta = guest_run(self.m, self.cpu, prepared, [s.binding for s in self.sig.outputs])
+        self.runtime_version = self.meta["runtime_version"]
+        return {s.name: dequantize_output(s, raw[s.binding]).reshape((len(raw[s.binding]), *s.shape[1:]))
+                for s in self.sig.outputs}
+
+    def extra_fields(self) -> dict:
+        name = GUEST_RUNTIME.get(self.m.target, self.m.target)
+        try:
+            host = version(name)
+        except PackageNotFoundError:
+            host = "not installed"
+        notes = [self.latency_note]
+        if host != self.runtime_version:
+            notes.append(f"aarch64 {name} {self.runtime_version} (host: {host})")
+        feats = self.meta.get("hwcaps") or []
+        notes.append(f"qemu {rootfs.qemu_version()} -cpu {self.cpu}" + (f" [{' '.join(feats)}]" if feats else ""))
+        return {"cpu": self.cpu, "note": "; ".join(notes), "backend": name, "runtime_version": self.runtime_version}
+
+
+def available() -> str | None:
+    return rootfs.missing_tools()
+
+
+def setup(progress=None) -> None:
+    """Build the rootfs in the parent (progress on the terminal) before any worker needs it."""
+    from edgeport.console import log
+
+    rootfs.ensure(progress or log)
