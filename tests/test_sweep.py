@@ -151,7 +151,7 @@ def test_coverage_summary_and_markdown(tmp_path):
     assert set(cov["failures"]) == {"limitation", "parity"}
     md = markdown(cov)
     assert "| simplecnn-torch | torch | ✓ agree 100.0% | ✗ limitation |" in md
-    assert "| onnx fp32 | 1 | 1 | 0 | 2 |" in md
+    assert "| onnx fp32 | 1 | 1 | 0 | 0 | 2 |" in md
 
 
 # ------------------------------------------------------------------------------------------------------ slow

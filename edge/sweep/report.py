@@ -55,7 +55,7 @@ def build_report(plan, cache, where: dict) -> tuple[Report, dict]:
         res = cache.get(job)
         cell = {"model": e.label, "framework": e.framework, "target": t, "recipe": r}
         if res is None:
-            cell.update(status="not run", group="edgeport", reason="no result (the sweep stopped before this job)")
+            cell.update(status="not run", reason="no result yet (the sweep stopped, or is still running, before this job)")
             cells.append(cell)
             continue
         cell["seconds"] = res.get("seconds")
@@ -104,7 +104,7 @@ def build_report(plan, cache, where: dict) -> tuple[Report, dict]:
                     q["skipped"] = row.skipped
                 if row.error:
                     q["error"] = row.error
-                measured.setdefault(f"{mj.runtime} {row.backend} {row.threads}t", q)
+                measured.setdefault(f"{mj.runtime} {row.backend}" + (f" {row.threads}t" if row.threads else ""), q)
             for src, v in (mres.get("float_baseline") or {}).items():
                 baseline[e.label] = v
             for k in ("data_by_source", "reference_by_source"):
@@ -177,6 +177,8 @@ def _cell_text(c: dict | None) -> str:
         return f"{MARK[c['status']]} {_short(c.get('task', ''), c.get('parity') or {})}".strip()
     if c["status"] == "pending":
         return "… browser"
+    if c["status"] == "not run":
+        return "? not run"
     return f"✗ {c.get('group', '')}"
 
 
@@ -187,14 +189,15 @@ def markdown(cov: dict) -> str:
     out = [f"# Coverage: {Path(cov['matrix']).name}", "",
            "✓ converted and within the recipe's parity tolerance against float (number: top-1 agreement, cosine or SNR"
            " on the probe rows, measured with the real runtime); ≈ converted, outside tolerance; ✗ failed (group);"
-           " – not applicable to the framework; … parity measured in the browser only.", "",
+           " – not applicable to the framework; … parity measured in the browser only; ? not run yet.", "",
            "| model | fw | " + " | ".join(f"{t} {r}" for t, r in cols) + " |",
            "|---|---|" + "---|" * len(cols)]
     for mname in cov["models"]:
         out.append(f"| {mname} | {fw.get(mname, '')} | " + " | ".join(_cell_text(by.get((mname, t, r))) for t, r in cols) + " |")
-    out += ["", "## Per target and recipe", "", "| target recipe | ok | drift | failed | of |", "|---|---|---|---|---|"]
+    out += ["", "## Per target and recipe", "", "| target recipe | ok | drift | failed | not run | of |",
+            "|---|---|---|---|---|---|"]
     for k, v in cov["summary"].items():
-        out.append(f"| {k} | {v.get('ok', 0)} | {v.get('drift', 0)} | {v.get('failed', 0) + v.get('not run', 0)} | {v['total']} |")
+        out.append(f"| {k} | {v.get('ok', 0)} | {v.get('drift', 0)} | {v.get('failed', 0)} | {v.get('not run', 0)} | {v['total']} |")
     if cov["failures"]:
         out += ["", "## Failures by group"]
         for g, items in cov["failures"].items():
@@ -344,7 +347,8 @@ def render(report: Report, cov: dict) -> str:
         grid.append(f"<tr><td><a href='#m-{_e(mname)}'>{_e(mname)}</a></td><td>{_e(fw.get(mname, ''))}</td>{''.join(tds)}</tr>")
     grid.append("</tbody></table>")
     summ = "".join(f"<tr><td class='l'>{_e(k)}</td><td>{v.get('ok', 0)}</td><td>{v.get('drift', 0)}</td>"
-                   f"<td>{v.get('failed', 0) + v.get('not run', 0)}</td><td>{v['total']}</td></tr>" for k, v in cov["summary"].items())
+                   f"<td>{v.get('failed', 0)}</td><td>{v.get('not run', 0)}</td><td>{v['total']}</td></tr>"
+                   for k, v in cov["summary"].items())
     fails = "".join(
         f"<details><summary>{_e(GROUPS[g])} ({len(items)})</summary><ul>"
         + "".join(f"<li><a href='#m-{_e(i['model'])}'>{_e(i['model'])}</a> {_e(i['target'])} {_e(i['recipe'])}:"
@@ -400,10 +404,10 @@ def render(report: Report, cov: dict) -> str:
 {sw.get('failed', '?')} failed) in {sw.get('wall_s', '?')} s on {_e(sw.get('scheduler', '?'))}.
 Budget: {_e(report.budget.describe())}.</p>
 <h2>Coverage</h2><p><small>✓ within the recipe's parity tolerance against float (top-1 agreement, cosine or SNR on the
-probe rows, real runtime); ≈ outside it; ✗ failed (hover for the reason); – not applicable; … browser only. Click a
-cell for the model.</small></p>{''.join(grid)}
+probe rows, real runtime); ≈ outside it; ✗ failed (hover for the reason); – not applicable; … browser only; ? not
+run yet. Click a cell for the model.</small></p>{''.join(grid)}
 <h2>Per target and recipe</h2><table class='sortable'><thead><tr><th class='l'>target recipe</th><th>ok</th><th>drift</th>
-<th>failed</th><th>of</th></tr></thead><tbody>{summ}</tbody></table>
+<th>failed</th><th>not run</th><th>of</th></tr></thead><tbody>{summ}</tbody></table>
 <h2>Failures by group</h2>{fails or '<p>none</p>'}
 {('<h2>Known upstream limitations met</h2><ul>' + lims + '</ul>') if lims else ''}
 <h2>Latency and quality per runtime</h2><div class="plots">{''.join(figs) or '<p>no timed rows</p>'}</div>
