@@ -282,6 +282,45 @@ def mcu_note(r: Row) -> str:
     return s + "; host time, not board time"
 
 
+def vs_host_divergence(r: Row) -> str:
+    """Where the row's outputs leave the host runtime's on the same artifact beyond the task's parity tolerance for
+    the recipe's family (agreement / cosine / SNR), e.g. an ARM kernel against x86's; empty when within it."""
+    v = r.vs_host or {}
+    if not v or v.get("error") or r.error or r.skipped:
+        return ""
+    from edgeport.recipes import get_recipe
+
+    try:
+        tol = get_task(r.task).tolerance.get(get_recipe(r.recipe).family, {})
+    except Exception:  # an unknown task / recipe in an old report: nothing to judge against
+        return ""
+    out = v.get("output", "output")
+    worst = [f"agreement {v['agreement']:.1%} < {tol['min_agreement']:.0%}"
+             for _ in [0] if v.get("agreement") is not None and "min_agreement" in tol and v["agreement"] < tol["min_agreement"]]
+    if v.get("cosine_mean") is not None and "min_cosine" in tol and v["cosine_mean"] < tol["min_cosine"]:
+        worst.append(f"cosine {v['cosine_mean']:.5f} < {tol['min_cosine']}")
+    if v.get("snr_db") is not None and "min_snr_db" in tol and v["snr_db"] < tol["min_snr_db"]:
+        worst.append(f"SNR {v['snr_db']:.1f} dB < {tol['min_snr_db']:g}")
+    if not worst:
+        return ""
+    return f"DIVERGES from {v.get('runtime', 'host')}: {out} max|d| {v.get('max_abs_diff', float('nan')):.3g}, " + ", ".join(worst)
+
+
+def emulated_note(r: Row) -> str:
+    """An emulated row: the core it emulated and its distance from the host runtime's outputs (ARM vs x86)."""
+    if r.where != "emulated" or r.error or r.skipped:
+        return ""
+    v = r.vs_host or {}
+    if v.get("error"):
+        vs = f"vs {v.get('runtime', 'host')}: {v['error']}"
+    elif v:
+        vs = f"vs {v.get('runtime', 'host')} (x86) max|d| {v.get('max_abs_diff', float('nan')):.2g}" + (
+            f" agree {v['agreement']:.1%}" if v.get("agreement") is not None else f" cos {v.get('cosine_mean', float('nan')):.5f}")
+    else:
+        vs = ""
+    return "; ".join(x for x in (f"ARM {r.cpu} (emulated)", vs, vs_host_divergence(r), r.note) if x)
+
+
 def _short_build(b: str | None) -> str:
     """A build without its trailing parenthesis (the wasm file), for the terminal."""
     if not b:
@@ -355,7 +394,7 @@ def table(report: Report, budget: Budget | None = None) -> str:
                 continue
             lat = r.latency_ms or {}
             note = "; ".join(x for x in (flag_note(r), mark.get(r.key(), "") or ("" if r.within(b) else f"over budget ({b.describe(r.task)})"),
-                                         _not_deployable(r), mcu_note(r)) if x)
+                                         _not_deployable(r), mcu_note(r), emulated_note(r)) if x)
             lines.append((r.artifact, f"{r.runtime}/{r.backend}", _short_build(r.build), _fmt(r.threads, "d"),
                           _fmt_bytes(r.bytes), _fmt_bytes(r.gzip_bytes), *[c[1](r) for c in cols],
                           _fmt(lat.get("p50"), ".3f"), _fmt_ratio(_ratio(r, native)), _fmt(lat.get("p90"), ".3f"),
@@ -522,9 +561,11 @@ def render_html(report: Report) -> str:
             lat = r.latency_ms or {}
             cls = "err" if r.error else ("skip" if r.skipped else ("pick" if r.key() in mark else ("" if r.within(b) else "over")))
             cls += " browser" if _is_browser(r) else ""
+            cls += " emulated" if r.where == "emulated" else ""
             note = r.error or (f"skipped: {r.skipped}" if r.skipped else "; ".join(x for x in (
                 flag_note(r), mark.get(r.key(), "") or ("" if r.within(b) else f"over budget ({b.describe(task)})"),
-                "fastest browser setup" if fastest_browser.get(src) is r else "", _not_deployable(r), mcu_note(r)) if x))
+                "fastest browser setup" if fastest_browser.get(src) is r else "", _not_deployable(r), mcu_note(r),
+                emulated_note(r)) if x))
             cells = [r.artifact, r.device, f"{r.runtime}/{r.backend}", r.build or "-", _fmt(r.threads, "d"),
                      _fmt(r.bytes, ","), _fmt_bytes(r.gzip_bytes),
                      *[c[1](r) if not (r.error or r.skipped) else "" for c in cols],
@@ -559,7 +600,7 @@ def render_html(report: Report) -> str:
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>body{{font:14px system-ui,sans-serif;margin:1.5em;color:#222}} table{{border-collapse:collapse;font-size:12px}}
 td,th{{border:1px solid #ddd;padding:3px 6px;text-align:right}} td:first-child,td:last-child{{text-align:left}}
-tr.err{{background:#fde8e8}} tr.pick{{background:#e8f6e8}} tr.browser td:nth-child(2){{font-style:italic}} tr.skip{{color:#888}} tr.over{{color:#a60}}
+tr.err{{background:#fde8e8}} tr.pick{{background:#e8f6e8}} tr.browser td:nth-child(2){{font-style:italic}} tr.skip{{color:#888}} tr.over{{color:#a60}} tr.emulated td:nth-child(3){{color:#05a;font-weight:bold}}
 .plots svg{{max-width:100%;height:auto}} small{{color:#666;font-weight:normal}}</style></head>
 <body><h1>edgeport report</h1>
 <p>Created {html.escape(report.created)} on {html.escape(hosttxt)}. Budget: {html.escape(b.describe())}.</p>
