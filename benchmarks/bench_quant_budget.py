@@ -73,6 +73,8 @@ def main() -> dict:
 
     import edgeport.registry as reg
     from edgeport.demo.datasets import digits_as_float
+    from edgeport.converters.pte import budget as pte_budget
+    from edgeport.converters.tflite import budget as tflite_budget
     from edgeport.quantization import budget as B
     from edgeport.signature import make_input
     from edgeport.sources import load_source
@@ -85,23 +87,23 @@ def main() -> dict:
     calib = xt[::7][:200]
     src = load_source(outlier_cnn(SCALE), inputs=[make_input("x", "float32", (1, 1, 28, 28))])
     src.task = "classification"
-    batches = B._torch_batches({"x": calib}, ["x"])
+    batches = B.torch_batches({"x": calib}, ["x"])
     kw = dict(task="classification", input_names=["x"], output_names=["logits"])
     budget = {"max_drop_pp": BUDGET_PP}
     # .pte: plain = budget infinite (no search), budgeted = 0.5 pp
     for kind, b, eq in (("plain int8", {"max_drop_pp": 100.0}, False), ("budgeted", budget, True)):
-        res = B.search_pte(src.model, batches[0], batches, {"x": xh, "y": yh}, budget=b, equalize=eq, **kw)
+        res = pte_budget.search(src.model, batches[0], batches, {"x": xh, "y": yh}, budget=b, equalize=eq, **kw)
         rows.append(_row("outlier-cnn x1000 .pte", kind, res.facts, res.facts["bytes"], _p50_pte(res.program, xh)))
         print(rows[-1], file=sys.stderr)
     for kind, b, eq in (("plain int8", {"max_drop_pp": 100.0}, False), ("budgeted", budget, True)):
-        res = B.search_tflite(src, {"x": calib}, {"x": xh, "y": yh}, budget=b, equalize=eq)
+        res = tflite_budget.search(src, {"x": calib}, {"x": xh, "y": yh}, budget=b, equalize=eq)
         rows.append(_row("outlier-cnn x1000 .tflite", kind, res.facts, len(res.data), _p50_tflite(res.data, xh)))
         print(rows[-1], file=sys.stderr)
     k = load_source("builtin:simplecnn-keras")
     xtk, _ = digits_as_float("train", "NHWC")
     xhk, yhk = digits_as_float("heldout", "NHWC")
     for kind, b in (("plain int8", {"max_drop_pp": 100.0}), ("budgeted", {"max_drop_pp": 0.3})):
-        res = B.search_tflite(k, {"image": xtk[:200]}, {"image": xhk, "y": yhk}, budget=b)
+        res = tflite_budget.search(k, {"image": xtk[:200]}, {"image": xhk, "y": yhk}, budget=b)
         rows.append(_row("simplecnn-keras .tflite (AEQ)", kind, res.facts, len(res.data), _p50_tflite(res.data, xhk)))
         print(rows[-1], file=sys.stderr)
     torch.set_num_threads(1)

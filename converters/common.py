@@ -99,15 +99,19 @@ def torch_exported(job: Job):
 
 
 def tflite_signature(path: Path, job: Job) -> Signature:
-    """The source signature bound to the .tflite's serving signature keys, with the artifact's own dtypes and int8
-    scale/zero point. Keys that equal the source's names bind by name (Keras exports); otherwise by position
-    (litert-torch's args_N / output_N)."""
+    """The job's source signature bound to the written .tflite (see :func:`bind_tflite_signature`)."""
+    return bind_tflite_signature(path, job.sig)
+
+
+def bind_tflite_signature(path: Path, sig: Signature) -> Signature:
+    """``sig`` bound to the .tflite's serving signature keys, with the artifact's own dtypes and int8 scale/zero
+    point. Keys that equal the source's names bind by name (Keras exports); otherwise by position (litert-torch's
+    args_N / output_N)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    it = Interpreter(model_path=str(path))
-    sigs = it.get_signature_list()
-    key = "serving_default" if "serving_default" in sigs else next(iter(sigs))
-    runner = it.get_signature_runner(key)
+    from edgeport.runtime import serving_signature
+
+    _, runner = serving_signature(Interpreter(model_path=str(path)))
     ind, outd = runner.get_input_details(), runner.get_output_details()
 
     def q(d):
@@ -118,6 +122,6 @@ def tflite_signature(path: Path, job: Job) -> Signature:
         return tuple(s.with_(binding=k, dtype=np.dtype(details[k]["dtype"]).name, quantization=q(details[k]))
                      for s, k in zip(specs, bind_keys([s.name for s in specs], list(details))))
 
-    return Signature(bind(job.sig.inputs, ind), bind(job.sig.outputs, outd))
+    return Signature(bind(sig.inputs, ind), bind(sig.outputs, outd))
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeport.quantization.layers import LayerNamer, _TFLRun, pt2e_layer_rows, tflite_layer_rows  # noqa: F401
+from edgeport.quantization.layers import LayerNamer, TFLRun, pt2e_layer_rows, tflite_layer_rows  # noqa: F401
 
 
 def inspect(manifest_path: str | Path, data_spec: str | None = None, *, max_samples: int = 32) -> list[dict]:
@@ -82,7 +82,7 @@ def _load_source(m):
 def _samples_for(data: bytes, feeds: dict[str, np.ndarray], names: list[str]) -> list[dict]:
     from edgeport.job import bind_keys
 
-    run = _TFLRun(data)
+    run = TFLRun(data)
     keys = bind_keys(names, list(run.inputs))
     n = len(next(iter(feeds.values())))
     return [{k: feeds[nm][i:i + 1] for nm, k in zip(names, keys)} for i in range(n)]
@@ -123,13 +123,13 @@ def _inspect_pte(m, src, feeds) -> list[dict]:
         float_gm, quant_gm = pt2e_graphs(src, calib, dynamic=m.recipe == "dynamic-int8",
                                          equalization=q.get("equalization"), float_layers=q.get("float_layers") or [])
         names = [s.name for s in m.sig.inputs]
-        return pt2e_layer_rows(float_gm, quant_gm, _torch_batches(feeds, names))
+        return pt2e_layer_rows(float_gm, quant_gm, torch_batches(feeds, names))
     finally:  # the caller's thread count, whatever happened (it was left at 1: later training in the process differed)
         torch.set_num_threads(threads)
 
 
-def _torch_batches(feeds: dict[str, np.ndarray], names: list[str]) -> list[tuple]:
-    from edgeport.quantization.budget import _torch_batches as tb
+def torch_batches(feeds: dict[str, np.ndarray], names: list[str]) -> list[tuple]:
+    from edgeport.quantization.budget import torch_batches as tb
 
     return tb(feeds, names)
 

@@ -17,6 +17,8 @@ Hooks a runtime may override (defaults suit a host runtime):
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,14 +31,51 @@ def resolve_threads(t: str | int) -> int:
     return (os.cpu_count() or 1) if str(t) == "all" else int(t)
 
 
+def quantize_array(x: np.ndarray, dtype, scale: float | None, zero_point: int = 0) -> np.ndarray:
+    """Float data -> an integer tensor type with its scale/zero point (int8 I/O); anything else is only cast."""
+    dt = np.dtype(dtype)
+    x = np.asarray(x)
+    if scale and dt.kind in "iu" and x.dtype.kind == "f":
+        info = np.iinfo(dt)
+        return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(dt)
+    return x.astype(dt, copy=False)
+
+
 def quantize_input(spec: TensorSpec, x: np.ndarray) -> np.ndarray:
     """Float data -> the artifact's input dtype (int8 I/O with the manifest's scale/zero point)."""
-    q = spec.quantization
-    dt = numpy_dtype(spec.dtype)
-    if q and dt.kind in "iu" and np.asarray(x).dtype.kind == "f":
-        info = np.iinfo(dt)
-        return np.clip(np.round(x / q["scale"] + q["zero_point"]), info.min, info.max).astype(dt)
-    return np.asarray(x).astype(dt, copy=False)
+    q = spec.quantization or {}
+    return quantize_array(x, numpy_dtype(spec.dtype), q.get("scale"), q.get("zero_point", 0))
+
+
+def serving_signature(interpreter) -> tuple[str, Any]:
+    """A LiteRT interpreter's serving signature: ``(key, signature runner)``, "serving_default" when it has one
+    (Keras), else its first (litert-torch names its own). The one place every .tflite reader looks it up."""
+    sigs = interpreter.get_signature_list()
+    key = "serving_default" if "serving_default" in sigs else next(iter(sigs))
+    return key, interpreter.get_signature_runner(key)
+
+
+@dataclass
+class Artifact:
+    """What a Runner reads of an artifact that has no manifest yet: a budget search's candidate, written to a
+    scratch file and run with the same runner as the evaluator's."""
+
+    entry_path: Path
+    sig: Signature
+    name: str = "candidate"
+    delegation: dict | None = None
+
+    @property
+    def entry(self) -> str:
+        return self.entry_path.name
+
+
+def run_artifact(runner: type, path: Path, sig: Signature, feeds: dict[str, np.ndarray], threads: int = 1) -> dict:
+    """Run a scratch artifact file with a runtime's Runner (loaded once) on ``{input: (N, ...)}``."""
+    r = runner(Artifact(Path(path), sig), threads=threads)
+    r.import_runtime()
+    r.load()
+    return r.run(feeds)
 
 
 def dequantize_output(spec: TensorSpec, y: np.ndarray) -> np.ndarray:
@@ -124,4 +163,5 @@ def check_feeds(sig: Signature, feeds: dict[str, np.ndarray], what: str, exc=Art
         raise exc(f"{what}: inputs have different sample counts {sorted(lens)}; give every input the same N")
 
 
-__all__ = ["Runner", "resolve_threads", "quantize_input", "dequantize_output", "check_feeds", "InputError"]
+__all__ = ["Runner", "Artifact", "run_artifact", "serving_signature", "resolve_threads", "quantize_array",
+           "quantize_input", "dequantize_output", "check_feeds", "InputError"]

@@ -29,7 +29,7 @@ import dataclasses
 import re
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -338,10 +338,10 @@ def calibration_batches_for(m, src) -> list[tuple]:
     data = probe if probe and not dat.is_named(probe) and probe != spec else None
     cal_feeds, _, _ = dat.calibration_and_probe(sig, m.preprocessing, calib=spec, data=data, default_data=None,
                                                 need_calib=True, n_calib=int(cal.get("samples") or 200), root=m.folder)
-    return _torch_batches(cal_feeds, [s.name for s in sig.inputs])
+    return torch_batches(cal_feeds, [s.name for s in sig.inputs])
 
 
-def _torch_batches(feeds: dict[str, np.ndarray], names: list[str]) -> list[tuple]:
+def torch_batches(feeds: dict[str, np.ndarray], names: list[str]) -> list[tuple]:
     n = len(next(iter(feeds.values())))
     return [tuple(_tensor(feeds[k][i:i + 1]) for k in names) for i in range(n)]
 
@@ -385,7 +385,7 @@ def _candidates(rows: list[dict], module) -> list[str]:
     return out
 
 
-def _prefix_search(order: list[str], evaluate: Callable[[list[str]], dict], g: Goal, log: list) -> tuple[int, dict] | None:
+def prefix_search(order: list[str], evaluate: Callable[[list[str]], dict], g: Goal, log: list) -> tuple[int, dict] | None:
     """Smallest k (within an eighth of it) such that the first k of ``order`` kept float meets the goal (1, 2, 4,
     ... then bisect)."""
     results: dict[int, dict] = {}
@@ -417,7 +417,7 @@ def _prefix_search(order: list[str], evaluate: Callable[[list[str]], dict], g: G
     return hi, results[hi]
 
 
-def _give_back(chosen: list, weight_bytes: Callable[[Any], int], evaluate: Callable[[list], dict], g: Goal,
+def give_back(chosen: list, weight_bytes: Callable[[Any], int], evaluate: Callable[[list], dict], g: Goal,
                log: list, tries: int = 4, min_share: float = 0.02) -> tuple[list, dict | None]:
     """After the prefix search: the chosen float layers that hold the most weight bytes (at least ``min_share`` of
     all of them), biggest first, are tried back in int8 one at a time (at most ``tries``), and stay int8 when the
@@ -438,54 +438,13 @@ def _give_back(chosen: list, weight_bytes: Callable[[Any], int], evaluate: Calla
     return [chosen[j] for j in keep], last
 
 
-def _lower(converted, example: tuple, embeddings: bool = False):
-    import torch
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.devtools.backend_debug import get_delegation_info
-    from executorch.exir import to_edge_transform_and_lower
-
-    ep = torch.export.export(converted, example, strict=False)
-    edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
-    if embeddings:  # int8 embedding tables -> quantized_decomposed.embedding_byte (as the .pte converter does)
-        from executorch.exir.passes.quant_fusion_pass import quant_fusion_and_const_prop_pass
-
-        quant_fusion_and_const_prop_pass(edge.exported_program())
-    info = get_delegation_info(edge.exported_program().graph_module)
-    delegation = {"delegated": int(info.num_delegated_nodes),
-                  "total": int(info.num_delegated_nodes + info.num_non_delegated_nodes), "unit": "graph nodes",
-                  "subgraphs": int(info.num_delegated_subgraphs)}
-    return edge.to_executorch(), delegation, ep
-
-
-def _run_pte(program, feeds: dict[str, np.ndarray], names: list[str], out_names: list[str]) -> tuple[dict, int]:
-    """Run a lowered program with the real ExecuTorch runtime (from a temporary file). -> (outputs, bytes)."""
-    import torch  # noqa: F401
-    import executorch.kernels.quantized  # noqa: F401
-    from executorch.runtime import Runtime
-
-    with tempfile.TemporaryDirectory(prefix="edgeport-budget-") as d:
-        p = Path(d) / "candidate.pte"
-        with open(p, "wb") as f:
-            program.write_to_file(f)
-        size = p.stat().st_size
-        method = Runtime.get().load_program(str(p)).load_method("forward")
-        outs: dict[str, list] = {}
-        n = len(next(iter(feeds.values())))
-        import torch as _t
-
-        for i in range(n):
-            res = method.execute([_t.from_numpy(np.ascontiguousarray(feeds[k][i:i + 1])) for k in names])
-            for j, v in enumerate(res):
-                outs.setdefault(out_names[j] if j < len(out_names) else f"output_{j}", []).append(np.asarray(v.numpy(), np.float32))
-    return {k: np.concatenate(v) for k, v in outs.items()}, size
-
-
 def search_pte(module, example: tuple, calib: list[tuple], budget_feeds: dict[str, np.ndarray], *, task: str,
-               budget: Any, input_names: list[str], output_names: list[str], sensitivity_samples: int = 16,
-               equalize: bool = True, verify: bool = True) -> BudgetResult:
+               budget: Any, input_names: list[str], output_names: list[str], lower: Callable, run: Callable,
+               sensitivity_samples: int = 16, equalize: bool = True, verify: bool = True) -> BudgetResult:
     """The budget search for ExecuTorch (see the module docstring). ``module``: the float nn.Module; ``example``:
     batch-1 torch tuple; ``calib``: calibration batches (torch tuples); ``budget_feeds``: {input: (N, ...)} plus
-    optional labels ``y``."""
+    optional labels ``y``. The .pte target supplies its own lowering and runner (converters/pte/budget.py):
+    ``lower(exported_program, embeddings) -> (program, delegation)`` and ``run(program, feeds) -> (outputs, bytes)``."""
     import torch
 
     threads = torch.get_num_threads()
@@ -495,7 +454,7 @@ def search_pte(module, example: tuple, calib: list[tuple], budget_feeds: dict[st
     try:
         return _search_pte(module, example, calib, budget_feeds, task=task, budget=budget, input_names=input_names,
                            output_names=output_names, sensitivity_samples=sensitivity_samples, equalize=equalize,
-                           verify=verify)
+                           verify=verify, lower=lower, run=run)
     finally:
         torch.set_num_threads(threads)
 
@@ -524,7 +483,7 @@ def _timed(fn) -> float:
 
 
 def _search_pte(module, example, calib, budget_feeds, *, task, budget, input_names, output_names,
-                sensitivity_samples, equalize, verify) -> BudgetResult:
+                sensitivity_samples, equalize, verify, lower, run) -> BudgetResult:
     from edgeport.quantization.layers import pt2e_layer_rows
 
     t0 = time.perf_counter()
@@ -532,7 +491,7 @@ def _search_pte(module, example, calib, budget_feeds, *, task, budget, input_nam
     example = tuple(_fresh(t) for t in example)
     calib = [tuple(_fresh(t) for t in b) for b in calib]
     feeds, y = split_feeds(budget_feeds, input_names)
-    bb = _torch_batches(feeds, input_names)
+    bb = torch_batches(feeds, input_names)
     # Candidates are scored on the fake-quant graph in Python, one row at a time. An accuracy drop needs every row
     # (one row of 360 is 0.28 pp); a mean cosine or SNR settles on fewer, so a transformer's candidates are screened
     # on at most SCREEN_ROWS rows spread over the set. The chosen artifact is judged on every row with ExecuTorch.
@@ -581,13 +540,13 @@ def _search_pte(module, example, calib, budget_feeds, *, task, budget, input_nam
     if not res["meets"]:
         _log("int8 .pte: ranking layers by the SNR they lose ...")
         order = ranking()
-        found = _prefix_search(order, lambda fl: evaluate(prep, fl), g, log)
+        found = prefix_search(order, lambda fl: evaluate(prep, fl), g, log)
         if found is None:
-            raise _budget_error(g, log, t0)
+            raise budget_error(g, log, t0)
         k, res = found
         float_layers = order[:k]
         mods = dict(model.named_modules())
-        float_layers, back = _give_back(
+        float_layers, back = give_back(
             float_layers, lambda lay: sum(p.numel() * p.element_size() for p in mods[lay].parameters()) if lay in mods else 0,
             lambda fl: evaluate(prep, fl), g, log)
         res = back or res
@@ -598,11 +557,14 @@ def _search_pte(module, example, calib, budget_feeds, *, task, budget, input_nam
         if not prep.copy_stats_to(final):
             final.calibrate(calib)
         conv, pfacts = final.convert()
-        program, delegation, exported = _lower(conv, example, final.embeddings)
+        import torch
+
+        exported = torch.export.export(conv, example, strict=False)
+        program, delegation = lower(exported, final.embeddings)
         if not verify:
             measured, size = res, None
             break
-        got, size = _run_pte(program, feeds, input_names, output_names)
+        got, size = run(program, feeds)
         if ref_all is None:
             ref_all = _run_gm(base, bb, output_names)
         measured = score(g, ref_all, got, y)
@@ -613,7 +575,7 @@ def _search_pte(module, example, calib, budget_feeds, *, task, budget, input_nam
         order = order or ranking()
         rest = [o for o in order if o not in float_layers]
         if not rest:
-            raise _budget_error(g, log, t0)
+            raise budget_error(g, log, t0)
         float_layers.append(rest[0])
     facts = {**pfacts, "activations": "static int8 (per-tensor, histogram-calibrated)",
              "weights": "int8 per channel, symmetric",
@@ -628,7 +590,7 @@ def _search_pte(module, example, calib, budget_feeds, *, task, budget, input_nam
     return BudgetResult(facts=facts, program=program, delegation=delegation, exported=exported)
 
 
-def _budget_error(g: Goal, log: list, t0: float) -> QuantizationBudgetError:
+def budget_error(g: Goal, log: list, t0: float) -> QuantizationBudgetError:
     vals = [e for e in log if "value" in e]
     best = None
     for e in vals:
@@ -641,7 +603,8 @@ def _budget_error(g: Goal, log: list, t0: float) -> QuantizationBudgetError:
                                    f" {time.perf_counter() - t0:.0f}s{where}; loosen the budget or use fp16/dynamic-int8")
 
 
-def budgeted_int8_pte(job, budget, budget_feeds: dict[str, np.ndarray], **kw) -> BudgetResult:
+def budgeted_int8_pte(job, budget, budget_feeds: dict[str, np.ndarray], *, lower: Callable, run: Callable,
+                      **kw) -> BudgetResult:
     """For the .pte converter: the budget search on a converters Job (its source, calibration rows and example).
     ``.program`` is the lowered ExecuTorch program to write, ``.delegation`` its counts, ``.facts`` the manifest's
     ``quantization``."""
@@ -650,7 +613,8 @@ def budgeted_int8_pte(job, budget, budget_feeds: dict[str, np.ndarray], **kw) ->
     names = job.sig.input_names
     calib = [tuple(_tensor(r[n]) for n in names) for r in job.calib_rows()]
     return search_pte(job.source.torch_module(), job.example_torch(), calib, budget_feeds, task=job.source.task,
-                      budget=budget, input_names=list(names), output_names=list(job.sig.output_names), **kw)
+                      budget=budget, input_names=list(names), output_names=list(job.sig.output_names), lower=lower,
+                      run=run, **kw)
 
 
 # ------------------------------------------------------------------------------------------------ TFLite
@@ -712,40 +676,6 @@ def _aeq_calibrate(float_bytes: bytes, calib: list[dict], key: str):
     return q.calibrate({key: list(calib)}, num_threads=1)
 
 
-def _run_tflite(data: bytes, feeds: dict[str, np.ndarray], names: list[str], out_names: list[str]) -> dict:
-    from ai_edge_litert.interpreter import Interpreter
-
-    from edgeport.job import bind_keys
-
-    it = Interpreter(model_content=bytes(data), num_threads=1)
-    it.allocate_tensors()
-    sigs = it.get_signature_list()
-    key = "serving_default" if "serving_default" in sigs else next(iter(sigs))
-    sr = it.get_signature_runner(key)
-    ind, outd = sr.get_input_details(), sr.get_output_details()
-    ikeys = bind_keys(names, list(ind))
-    okeys = bind_keys(out_names, list(outd))
-    n = len(next(iter(feeds.values())))
-    outs: dict[str, list] = {o: [] for o in out_names}
-    for i in range(n):
-        args = {}
-        for nm, k in zip(names, ikeys):
-            d = ind[k]
-            x = feeds[nm][i:i + 1]
-            sc, zp = d.get("quantization", (0.0, 0))
-            if np.dtype(d["dtype"]).kind in "iu" and x.dtype.kind == "f" and sc:
-                info = np.iinfo(d["dtype"])
-                x = np.clip(np.round(x / sc + zp), info.min, info.max)
-            args[k] = np.asarray(x).astype(d["dtype"])
-        res = sr(**args)
-        for o, k in zip(out_names, okeys):
-            v = np.asarray(res[k])
-            sc, zp = outd[k].get("quantization", (0.0, 0))
-            v = (v.astype(np.float32) - zp) * sc if v.dtype.kind in "iu" and sc else v.astype(np.float32)
-            outs[o].append(v)
-    return {k: np.concatenate(v) for k, v in outs.items()}
-
-
 def _tflite_candidates(rows: list[dict], ops_of: dict[str, list[str]]) -> list[tuple[str, list[str]]]:
     """(layer, [op scopes of every op of that layer]) most sensitive first, from inspect rows on the .tflite; then
     the layers no row could measure (their outputs renamed or fused in the quantized model), so that keeping every
@@ -757,9 +687,9 @@ def _tflite_candidates(rows: list[dict], ops_of: dict[str, list[str]]) -> list[t
 
 def _constants_by_scope(float_bytes: bytes) -> dict[str, list[tuple[int, int]]]:
     """{op scope: [(elements, bytes) of each constant input (weights, biases, scalars)]} of a float .tflite."""
-    from edgeport.quantization.layers import _TFLRun
+    from edgeport.quantization.layers import TFLRun
 
-    run = _TFLRun(float_bytes)
+    run = TFLRun(float_bytes)
     produced = {i for op in run.ops for i in op["outputs"]}
     graph_in = {d["index"] for d in run.inputs.values()}
     out = {}
@@ -777,27 +707,28 @@ def _weightless(consts: dict[str, list[tuple[int, int]]], min_weight: int = 64) 
 
 
 def search_tflite(src, calib_feeds: dict[str, np.ndarray], budget_feeds: dict[str, np.ndarray], *, budget: Any,
-                  task: str | None = None, sensitivity_samples: int = 16, equalize: bool = True) -> BudgetResult:
+                  run: Callable, task: str | None = None, sensitivity_samples: int = 16,
+                  equalize: bool = True) -> BudgetResult:
     """The budget search for .tflite (Keras or torch Source): float .tflite -> ai-edge-quantizer static int8,
-    per-op exclusions; every candidate measured with LiteRT."""
+    per-op exclusions; every candidate measured with LiteRT through the target's own runner,
+    ``run(tflite_bytes, feeds) -> outputs`` (converters/tflite/budget.py)."""
     from edgeport.job import bind_keys
-    from edgeport.quantization.layers import LayerNamer, _TFLRun, tflite_layer_rows
+    from edgeport.quantization.layers import LayerNamer, TFLRun, tflite_layer_rows
 
     t0 = time.perf_counter()
     task = task or src.task
     g = goal(task, budget)
     names = list(src.signature.input_names)
-    out_names = list(src.signature.output_names)
     feeds, y = split_feeds(budget_feeds, names)
     calib_feeds = {n: np.asarray(calib_feeds[n]) for n in names}
     ncal = len(next(iter(calib_feeds.values())))
     log = SearchLog(g, "int8 .tflite")
-    torch_calib = _torch_batches(calib_feeds, names) if src.framework == "torch" else None
+    torch_calib = torch_batches(calib_feeds, names) if src.framework == "torch" else None
     example = {n: calib_feeds[n][:1] for n in names}
 
     def prepare(eq: dict | None):
         fb = float_tflite(src, eq, torch_calib, example)
-        run = _TFLRun(fb)
+        run = TFLRun(fb)
         keys = bind_keys(names, list(run.inputs))
         # integer inputs in the float .tflite's own type (litert-torch makes int64 token ids int32)
         dt = {k: np.dtype(run.inputs[k]["dtype"]) for k in keys}
@@ -806,9 +737,9 @@ def search_tflite(src, calib_feeds: dict[str, np.ndarray], budget_feeds: dict[st
         return fb, _aeq_calibrate(fb, rows_cal, run.key), keys
 
     fb, cres, keys = prepare(None)
-    ref = _run_tflite(fb, feeds, names, out_names)
+    ref = run(fb, feeds)
     plain_bytes = _aeq_quantize(fb, cres, [])
-    plain = score(g, ref, _run_tflite(plain_bytes, feeds, names, out_names), y)
+    plain = score(g, ref, run(plain_bytes, feeds), y)
     log.append({"equalization": "none", "float_layers": [], "value": plain["value"], "meets": plain["meets"]})
     best = (None, fb, cres, keys, plain, plain_bytes)
     if not plain["meets"] and equalize and src.framework == "torch":
@@ -818,7 +749,7 @@ def search_tflite(src, calib_feeds: dict[str, np.ndarray], budget_feeds: dict[st
         if eqf["applied"]:
             efb, ecres, ekeys = prepare(eqf)
             eb = _aeq_quantize(efb, ecres, [])
-            res = score(g, ref, _run_tflite(eb, feeds, names, out_names), y)
+            res = score(g, ref, run(eb, feeds), y)
             log.append({"equalization": "+".join(eqf["applied"]), "float_layers": [], "value": res["value"],
                         "meets": res["meets"]})
             if res["meets"] or g.better(res["value"], plain["value"]):
@@ -835,7 +766,7 @@ def search_tflite(src, calib_feeds: dict[str, np.ndarray], budget_feeds: dict[st
         light = _weightless(consts)
         if light:
             lb = _aeq_quantize(fb, cres, light)
-            r2 = score(g, ref, _run_tflite(lb, feeds, names, out_names), y)
+            r2 = score(g, ref, run(lb, feeds), y)
             log.append({"policy": f"ops without weights float ({len(light)} ops)", "float_layers": [],
                         "value": r2["value"], "meets": r2["meets"]})
             if r2["meets"] or g.better(r2["value"], res["value"]):
@@ -850,13 +781,13 @@ def search_tflite(src, calib_feeds: dict[str, np.ndarray], budget_feeds: dict[st
 
         def evaluate(prefix):
             scopes = list(dict.fromkeys(base + [s for _, ss in prefix for s in ss]))
-            return score(g, ref, _run_tflite(_aeq_quantize(fb, cres, scopes), feeds, names, out_names), y)
+            return score(g, ref, run(_aeq_quantize(fb, cres, scopes), feeds), y)
 
-        found = _prefix_search(order, evaluate, g, log)
+        found = prefix_search(order, evaluate, g, log)
         if found is None:
-            raise _budget_error(g, log, t0)
+            raise budget_error(g, log, t0)
         k, res = found
-        chosen, back = _give_back(order[:k], lambda c: sum(b for sc in c[1] for _, b in consts.get(sc, ())), evaluate,
+        chosen, back = give_back(order[:k], lambda c: sum(b for sc in c[1] for _, b in consts.get(sc, ())), evaluate,
                                   g, log)
         res = back or res
         float_layers = [lay for lay, _ in chosen]
@@ -875,9 +806,9 @@ def search_tflite(src, calib_feeds: dict[str, np.ndarray], budget_feeds: dict[st
     return BudgetResult(facts=facts, data=qbytes)
 
 
-def budgeted_int8_tflite(job, budget, budget_feeds: dict[str, np.ndarray], **kw) -> BudgetResult:
+def budgeted_int8_tflite(job, budget, budget_feeds: dict[str, np.ndarray], *, run: Callable, **kw) -> BudgetResult:
     """For the .tflite converters (Keras and torch): the budget search on a converters Job. ``.data`` is the
     .tflite to write, ``.facts`` the manifest's ``quantization``."""
     if job.calib is None:
         raise InputError(f"{job.name}: a budgeted int8 needs calibration rows (--calib or the model's default set)")
-    return search_tflite(job.source, job.calib, budget_feeds, budget=budget, task=job.source.task, **kw)
+    return search_tflite(job.source, job.calib, budget_feeds, budget=budget, task=job.source.task, run=run, **kw)

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from edgeport.runtime import quantize_array, serving_signature
+
 _CAP_DB = 100.0  # an exact tensor (SNR inf) counts as this, so drops stay finite
 
 
@@ -208,7 +210,7 @@ def _tensor_value(it, d: dict) -> np.ndarray | None:
     return v.astype(np.float64)
 
 
-class _TFLRun:
+class TFLRun:
     """A .tflite with every tensor preserved; ``feed(sample)`` invokes and returns {tensor name: float value}."""
 
     def __init__(self, data: bytes):
@@ -216,9 +218,7 @@ class _TFLRun:
 
         self.it = Interpreter(model_content=bytes(data), experimental_preserve_all_tensors=True, num_threads=1)
         self.it.allocate_tensors()
-        sigs = self.it.get_signature_list()
-        self.key = "serving_default" if "serving_default" in sigs else next(iter(sigs))
-        self.runner = self.it.get_signature_runner(self.key)
+        self.key, self.runner = serving_signature(self.it)
         self.inputs = self.runner.get_input_details()
         self.details = {d["name"]: d for d in self.it.get_tensor_details()}
         self.ops = [op for op in self.it._get_ops_details() if op["op_name"] != "DELEGATE"]
@@ -227,12 +227,7 @@ class _TFLRun:
     def feed(self, sample: dict[str, np.ndarray], names: set[str]) -> dict[str, np.ndarray]:
         args = {}
         for k, d in self.inputs.items():
-            x = sample[k]
-            q = d.get("quantization", (0.0, 0))
-            if np.dtype(d["dtype"]).kind in "iu" and np.asarray(x).dtype.kind == "f" and q[0]:
-                info = np.iinfo(d["dtype"])
-                x = np.clip(np.round(x / q[0] + q[1]), info.min, info.max)
-            args[k] = np.asarray(x).astype(d["dtype"])
+            args[k] = quantize_array(sample[k], d["dtype"], *d.get("quantization", (0.0, 0)))
         self.runner(**args)
         out = {}
         for n in names:
@@ -321,7 +316,7 @@ def tflite_layer_rows(float_tflite: bytes, quant_tflite: bytes, samples: list[di
     also in the quantized model is a candidate; rows are per source layer (its last op), worst first. ``ops_of``,
     when given, is filled with {layer: the scope of every float op of that layer} (ai-edge-quantizer's op scope: its
     output tensor names, each followed by ';'), to exclude a whole layer from quantization."""
-    f, q = _TFLRun(float_tflite), _TFLRun(quant_tflite)
+    f, q = TFLRun(float_tflite), TFLRun(quant_tflite)
     namer = namer or LayerNamer()
     common = {n for n in f.details if n in q.details and tuple(f.details[n]["shape"]) == tuple(q.details[n]["shape"])}
     layer_of: dict[str, tuple[str, str]] = {}  # tensor -> (layer, op)

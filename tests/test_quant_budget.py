@@ -97,11 +97,12 @@ def _fp32_pte_bytes(module, example) -> int:
 def test_outlier_pte_budget_met_by_equalization(outlier_source, digits_nchw):
     import torch
 
+    from edgeport.converters.pte import budget as pte_budget
     from edgeport.quantization import budget as B
 
     calib, xh, yh = digits_nchw
-    batches = B._torch_batches({"x": calib}, ["x"])
-    res = B.search_pte(outlier_source.model, batches[0], batches, {"x": xh, "y": yh}, task="classification",
+    batches = B.torch_batches({"x": calib}, ["x"])
+    res = pte_budget.search(outlier_source.model, batches[0], batches, {"x": xh, "y": yh}, task="classification",
                        budget={"max_drop_pp": BUDGET_PP}, input_names=["x"], output_names=["logits"])
     f = res.facts
     assert f["plain_int8"] > 3 * BUDGET_PP, f"plain int8 should collapse on the outlier channel: {f['plain_int8']} pp"
@@ -116,11 +117,12 @@ def test_outlier_pte_budget_met_by_equalization(outlier_source, digits_nchw):
 
 
 def test_outlier_pte_without_equalization_keeps_fewest_layers_float(outlier_source, digits_nchw):
+    from edgeport.converters.pte import budget as pte_budget
     from edgeport.quantization import budget as B
 
     calib, xh, yh = digits_nchw
-    batches = B._torch_batches({"x": calib}, ["x"])
-    res = B.search_pte(outlier_source.model, batches[0], batches, {"x": xh, "y": yh}, task="classification",
+    batches = B.torch_batches({"x": calib}, ["x"])
+    res = pte_budget.search(outlier_source.model, batches[0], batches, {"x": xh, "y": yh}, task="classification",
                        budget={"max_drop_pp": BUDGET_PP}, input_names=["x"], output_names=["logits"], equalize=False)
     f = res.facts
     assert f["measured"]["drop_pp"] <= BUDGET_PP
@@ -129,17 +131,18 @@ def test_outlier_pte_without_equalization_keeps_fewest_layers_float(outlier_sour
 
 
 def test_outlier_tflite_budget_met(outlier_source, digits_nchw):
-    from edgeport.quantization import budget as B
+    from edgeport.converters.tflite import budget as tflite_budget
+    from edgeport.converters.tflite.runner import run_tflite
 
     calib, xh, yh = digits_nchw
-    res = B.search_tflite(outlier_source, {"x": calib}, {"x": xh, "y": yh}, budget={"max_drop_pp": BUDGET_PP})
+    res = tflite_budget.search(outlier_source, {"x": calib}, {"x": xh, "y": yh}, budget={"max_drop_pp": BUDGET_PP})
     f = res.facts
     assert f["plain_int8"] > 3 * BUDGET_PP
     assert f["measured"]["drop_pp"] <= BUDGET_PP and f["measured_by"] == "ai-edge-litert"
     assert len(res.data) < 0.6 * f["float_bytes"]
     assert f["equalization"] and "cle" in f["equalization"]["applied"]
     # the bytes are a real .tflite: LiteRT runs them and agrees with the recorded accuracy
-    got = B._run_tflite(res.data, {"x": xh}, ["x"], ["logits"])["logits"]
+    got = run_tflite(res.data, outlier_source.signature, {"x": xh})[outlier_source.signature.output_names[0]]
     assert abs(100 * float((got.argmax(1) == yh).mean()) - 100 * f["measured"]["accuracy"]) < 1e-3
 
 
@@ -179,9 +182,9 @@ def test_inspect_names_the_culprit(outlier_source, digits_nchw):
     from edgeport.quantization import budget as B
 
     calib, xh, _ = digits_nchw
-    batches = B._torch_batches({"x": calib[:64]}, ["x"])
+    batches = B.torch_batches({"x": calib[:64]}, ["x"])
     fg, qg = B.pt2e_graphs(outlier_source, batches)
-    rows = pt2e_layer_rows(fg, qg, B._torch_batches({"x": xh[:16]}, ["x"]))
+    rows = pt2e_layer_rows(fg, qg, B.torch_batches({"x": xh[:16]}, ["x"]))
     table = format_table(rows)
     top = [r["layer"] for r in rows[:3]]
     assert {"conv1", "conv2"} & set(top), table
@@ -192,7 +195,7 @@ def test_inspect_names_the_culprit(outlier_source, digits_nchw):
         assert {"snr_db", "cosine", "max_abs_err", "snr_drop_db"} <= set(r)
     # .tflite: float .tflite vs the plain AEQ int8 one, names mapped back to the torch modules
     fb = B.float_tflite(outlier_source, None, None, {"x": calib[:1]})
-    run = __import__("edgeport.edge.inspect", fromlist=["_TFLRun"])._TFLRun(fb)
+    run = __import__("edgeport.edge.inspect", fromlist=["TFLRun"]).TFLRun(fb)
     key = next(iter(run.inputs))
     cres = B._aeq_calibrate(fb, [{key: calib[i:i + 1]} for i in range(64)], run.key)
     qb = B._aeq_quantize(fb, cres, [])
@@ -204,13 +207,13 @@ def test_inspect_names_the_culprit(outlier_source, digits_nchw):
 
 def test_keras_simplecnn_tflite_meets_tight_budget():
     from edgeport.demo.datasets import digits_as_float
-    from edgeport.quantization import budget as B
+    from edgeport.converters.tflite import budget as tflite_budget
     from edgeport.sources import load_source
 
     src = load_source("builtin:simplecnn-keras")
     xt, _ = digits_as_float("train", "NHWC")
     xh, yh = digits_as_float("heldout", "NHWC")
-    res = B.search_tflite(src, {"image": xt[:200]}, {"image": xh, "y": yh}, budget={"max_drop_pp": 0.3})
+    res = tflite_budget.search(src, {"image": xt[:200]}, {"image": xh, "y": yh}, budget={"max_drop_pp": 0.3})
     f = res.facts
     assert f["measured"]["drop_pp"] <= 0.3
     assert len(res.data) < 0.6 * f["float_bytes"]
@@ -218,12 +221,12 @@ def test_keras_simplecnn_tflite_meets_tight_budget():
 
 def test_budget_error_names_best_reached(outlier_source, digits_nchw):
     from edgeport.errors import EdgeportError, QuantizationBudgetError
-    from edgeport.quantization import budget as B
+    from edgeport.converters.tflite import budget as tflite_budget
 
     calib, xh, yh = digits_nchw
     with pytest.raises(QuantizationBudgetError, match="best reached") as e:
         # SNR >= 200 dB: nothing short of float meets it
-        B.search_tflite(outlier_source, {"x": calib[:32]}, {"x": xh[:32]}, budget={"min_snr_db": 200.0},
+        tflite_budget.search(outlier_source, {"x": calib[:32]}, {"x": xh[:32]}, budget={"min_snr_db": 200.0},
                         task="regression", equalize=False)
     assert isinstance(e.value, EdgeportError)
 

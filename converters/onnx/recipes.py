@@ -274,7 +274,7 @@ def _hold_budget(job: Job, pre: Path, out: Path, tmp: Path, method: str) -> dict
     ``out`` ends as the chosen model; an unmet budget raises with the best value reached."""
     import time
 
-    from edgeport.quantization.budget import SearchLog, _budget_error, _prefix_search, goal, score, split_feeds
+    from edgeport.quantization.budget import SearchLog, budget_error, prefix_search, goal, score, split_feeds
 
     t0 = time.perf_counter()
     g = goal(job.source.task, job.budget)
@@ -296,9 +296,9 @@ def _hold_budget(job: Job, pre: Path, out: Path, tmp: Path, method: str) -> dict
         _log("int8 .onnx: ranking nodes by the quantization noise of their outputs ...")
         order = run_converter(lambda: _noisiest_nodes(pre, out, calib_rows[:16], tmp),
                               "onnxruntime.quantization.qdq_loss_debug", job)
-        found = _prefix_search(order, evaluate, g, log)
+        found = prefix_search(order, evaluate, g, log)
         if found is None:
-            raise _budget_error(g, log, t0)
+            raise budget_error(g, log, t0)
         k, res = found
         chosen = [n for grp in order[:k] for n in grp]
         _quantize(pre, out, calib_rows, method, chosen)

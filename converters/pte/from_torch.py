@@ -46,37 +46,49 @@ def _quantize(job: Job):
     return torch.export.export(converted, job.example_torch(), strict=False), facts
 
 
-@converter("pte", "torch", recipes=("fp32", "dynamic-int8", "int8"), tool="executorch.exir (XNNPACK)", budget=("int8",))
-def convert(job: Job) -> Produced:
+def lower_program(ep, embeddings: bool = False):
+    """An exported program -> (ExecuTorch program, delegation counts): XNNPACK partitioning, and for int8 embedding
+    tables the fusion into ``quantized_decomposed.embedding_byte``. The one lowering of the .pte target (the
+    converter and its budget search both use it)."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.devtools.backend_debug import get_delegation_info
     from executorch.exir import to_edge_transform_and_lower
 
+    edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
+    if embeddings:
+        from executorch.exir.passes.quant_fusion_pass import quant_fusion_and_const_prop_pass
+
+        quant_fusion_and_const_prop_pass(edge.exported_program())
+    info = get_delegation_info(edge.exported_program().graph_module)
+    delegation = {"delegated": int(info.num_delegated_nodes),
+                  "total": int(info.num_delegated_nodes + info.num_non_delegated_nodes), "unit": "graph nodes",
+                  "subgraphs": int(info.num_delegated_subgraphs)}
+    return edge.to_executorch(), delegation
+
+
+def pte_signature(sig: Signature) -> Signature:
+    """A .pte method takes and returns tensors by position: inputs in forward() order, outputs flattened as
+    torch.export flattens them (the same order the source's outputs are named in)."""
+    return Signature(tuple(s.with_(binding=i) for i, s in enumerate(sig.inputs)),
+                     tuple(s.with_(binding=i) for i, s in enumerate(sig.outputs)))
+
+
+@converter("pte", "torch", recipes=("fp32", "dynamic-int8", "int8"), tool="executorch.exir (XNNPACK)", budget=("int8",))
+def convert(job: Job) -> Produced:
     def lower():
         ep, facts = (torch_exported(job), None) if job.recipe == "fp32" else _quantize(job)
-        edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
-        if facts and "embeddings" in facts:
-            from executorch.exir.passes.quant_fusion_pass import quant_fusion_and_const_prop_pass
-
-            quant_fusion_and_const_prop_pass(edge.exported_program())
-        info = get_delegation_info(edge.exported_program().graph_module)
-        return edge.to_executorch(), info, facts
+        return (*lower_program(ep, bool(facts and "embeddings" in facts)), facts)
 
     if job.budget is not None:
-        from edgeport.quantization.budget import budgeted_int8_pte
+        from .budget import budgeted_int8
 
-        res = budgeted_int8_pte(job, job.budget, job.holdout)
+        res = budgeted_int8(job, job.budget, job.holdout)
         prog, facts = res.program, res.facts
         delegation = res.delegation
     else:
-        prog, info, facts = run_converter(lower, "executorch exir", job)
-        delegation = {"delegated": int(info.num_delegated_nodes), "total": int(info.num_delegated_nodes + info.num_non_delegated_nodes),
-                      "unit": "graph nodes", "subgraphs": int(info.num_delegated_subgraphs)}
+        prog, delegation, facts = run_converter(lower, "executorch exir", job)
     out = job.workdir / f"{job.name}.pte"
     with open(out, "wb") as f:
         prog.write_to_file(f)
-    # A .pte method takes and returns tensors by position: inputs in forward() order, outputs flattened as
-    # torch.export flattens them (the same order the source's outputs are named in).
-    sig = Signature(tuple(s.with_(binding=i) for i, s in enumerate(job.sig.inputs)),
-                    tuple(s.with_(binding=i) for i, s in enumerate(job.sig.outputs)))
+    sig = pte_signature(job.sig)
     return Produced(entry=out.name, files=[out.name], signature=sig, delegation=delegation, quantization=facts)

@@ -14,9 +14,9 @@ def convert(job: Job) -> Produced:
 
     mcu = job.options.profile == "mcu"
     if job.budget is not None and not mcu:  # the accuracy-budget search (ai-edge-quantizer on the float .tflite, per-op choice)
-        from edgeport.quantization.budget import budgeted_int8_tflite
+        from .budget import budgeted_int8
 
-        res = budgeted_int8_tflite(job, job.budget, job.holdout)
+        res = budgeted_int8(job, job.budget, job.holdout)
         out = job.workdir / f"{job.name}.tflite"
         out.write_bytes(res.data)
         return Produced(entry=out.name, files=[out.name], signature=tflite_signature(out, job), quantization=res.facts)

@@ -33,6 +33,7 @@ def _static_int8(job: Job) -> tuple[bytes, dict]:
     from litert_torch.quantize import pt2e_quantizer as pq
     from litert_torch.quantize.quant_config import QuantConfig
 
+    from edgeport.quantization import aeq
     from edgeport.quantization.pt2e import calibrate_pt2e
 
     quantizer = pq.PT2EQuantizer().set_global(pq.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
@@ -50,7 +51,12 @@ def _static_int8(job: Job) -> tuple[bytes, dict]:
         edge.export(str(tmp))
         data = tmp.read_bytes()
         tmp.unlink()
-        return data, {**facts, "weights": "int8 per channel", "activations": "static int8"}
+        tables = aeq.float_embedding_tables(data)
+        if tables:  # PT2E leaves embedding tables float; AEQ quantizes them in the form LiteRT loads
+            data = aeq.embedding_tables_int8(data)
+        return data, {**facts, "weights": "int8 per channel" + (f" ({tables} embedding table(s) int8 per row by"
+                                                                 " ai-edge-quantizer)" if tables else ""),
+                      "activations": "static int8"}
 
     return run_converter(go, "litert-torch PT2E", job)
 
@@ -63,9 +69,9 @@ def convert(job: Job) -> Produced:
     facts = None
     mcu = job.options.profile == "mcu"
     if job.budget is not None and not mcu:
-        from edgeport.quantization.budget import budgeted_int8_tflite
+        from .budget import budgeted_int8
 
-        res = budgeted_int8_tflite(job, job.budget, job.holdout)
+        res = budgeted_int8(job, job.budget, job.holdout)
         data, facts = res.data, res.facts
     elif job.recipe == "int8":
         data, facts = _static_int8(job)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from edgeport.errors import ArtifactError, one_line
-from edgeport.runtime import Runner
+from edgeport.runtime import Runner, run_artifact, serving_signature
 
 
 class TFLiteRunner(Runner):
@@ -23,9 +23,7 @@ class TFLiteRunner(Runner):
         try:
             self.it = lit.Interpreter(model_path=str(self.m.entry_path), num_threads=self.threads)
             self.it.allocate_tensors()
-            sigs = self.it.get_signature_list()
-            key = "serving_default" if "serving_default" in sigs else next(iter(sigs))
-            sr = self.it.get_signature_runner(key)
+            _, sr = serving_signature(self.it)
             ind, outd = sr.get_input_details(), sr.get_output_details()
             in_idx = [ind[s.binding]["index"] for s in self.sig.inputs]
             out_idx = [outd[s.binding]["index"] for s in self.sig.outputs]
@@ -59,3 +57,17 @@ class TFLiteRunner(Runner):
                 stack += [int(t) for t in ops[p]["inputs"] if t >= 0 and int(t) not in stop]
         total = sum(1 for op in ops.values() if op["op_name"] != "DELEGATE")
         return {"delegated": len(delegated), "total": total, "unit": "ops", "delegate": "XNNPACK"}
+
+
+def run_tflite(data: bytes, sig, feeds: dict, workdir=None) -> dict:
+    """Run .tflite bytes (a budget search's candidate) with the evaluator's runner: ``sig``, the source's signature,
+    is bound to the model's own serving keys, dtypes and int8 scales first."""
+    import tempfile
+    from pathlib import Path
+
+    from ..common import bind_tflite_signature
+
+    with tempfile.TemporaryDirectory(prefix="edgeport-candidate-", dir=workdir) as d:
+        path = Path(d) / "candidate.tflite"
+        path.write_bytes(bytes(data))
+        return run_artifact(TFLiteRunner, path, bind_tflite_signature(path, sig), feeds)
