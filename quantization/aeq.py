@@ -37,6 +37,34 @@ def dynamic_int8(float_tflite: bytes) -> bytes:
     return _quantize(float_tflite, recipe.dynamic_wi8_afp32())
 
 
+def float_embedding_tables(tflite: bytes) -> int:
+    """How many EMBEDDING_LOOKUP ops of a .tflite read a float32 table."""
+    from ai_edge_litert import schema_py_generated as fb
+
+    m = fb.Model.GetRootAs(tflite, 0)
+    n = 0
+    for si in range(m.SubgraphsLength()):
+        g = m.Subgraphs(si)
+        for oi in range(g.OperatorsLength()):
+            op = g.Operators(oi)
+            if (m.OperatorCodes(op.OpcodeIndex()).BuiltinCode() == fb.BuiltinOperator.EMBEDDING_LOOKUP
+                    and op.InputsLength() > 1 and g.Tensors(op.Inputs(1)).Type() == fb.TensorType.FLOAT32):
+                n += 1
+    return n
+
+
+def embedding_tables_int8(tflite: bytes) -> bytes:
+    """int8 (per row) EMBEDDING_LOOKUP tables in a .tflite that may already be quantized elsewhere: a PT2E static
+    int8 model keeps its tables float (XNNPACKQuantizer annotates no embedding), which left a transformer's static
+    int8 .tflite larger than its dynamic-int8 one; AEQ's dynamic recipe on that op alone gives the lookup the int8
+    table LiteRT loads (the form its dynamic-int8 recipe writes) and leaves the quantized ops as they are."""
+    from ai_edge_quantizer import qtyping, recipe_manager
+
+    rm = recipe_manager.RecipeManager()
+    rm.add_dynamic_config(regex=".*", operation_name=qtyping.TFLOperationName.EMBEDDING_LOOKUP, num_bits=8)
+    return _quantize(tflite, rm.get_quantization_recipe())
+
+
 def static_int8(float_tflite: bytes, calibration: Sequence[dict[str, np.ndarray]], signature_key: str,
                 activation_bits: int = 8, operation_name: str = "*") -> bytes:
     """int8 weights + int8 (or int16) activations, MinMax-calibrated on ``calibration`` ({signature input: array}

@@ -92,7 +92,7 @@ def tied():
 
 @pytest.mark.slow
 def test_manifests_record_the_weights_each_artifact_stores(tmp_path, monkeypatch):
-    """fp32 stores float, dynamic-int8 stores int8 (read from the files); the fp32 .pte stores the tied table twice
+    """fp32 stores float, dynamic-int8 and int8 store int8 (read from the files); the fp32 .pte stores the tied table twice
     (the embedding's copy in the program, the output layer's in the XNNPACK delegate) and says so."""
     from edgeport.config import ConvertOptions
     from edgeport.convert import convert
@@ -103,15 +103,19 @@ def test_manifests_record_the_weights_each_artifact_stores(tmp_path, monkeypatch
     (tmp_path / "tiedmodel.py").write_text(TIED)
     monkeypatch.syspath_prepend(str(tmp_path))
     np.savez(tmp_path / "ids.npz", ids=np.random.default_rng(0).integers(0, 200, (16, 8)).astype(np.int64))
-    ms = convert("tiedmodel:tied", ["pte", "tflite"], ["fp32", "dynamic-int8"], tmp_path / "out",
-                 ConvertOptions(data=str(tmp_path / "ids.npz")), inputs=[parse_input_spec("ids:int64[1,8]")], task="regression",
-                 isolate=False)
+    np.savez(tmp_path / "calib.npz", ids=np.random.default_rng(1).integers(0, 200, (16, 8)).astype(np.int64))
+    ms = convert("tiedmodel:tied", ["pte", "tflite"], ["fp32", "dynamic-int8", "int8"], tmp_path / "out",
+                 ConvertOptions(data=str(tmp_path / "ids.npz"), calib=str(tmp_path / "calib.npz")),
+                 inputs=[parse_input_spec("ids:int64[1,8]")], task="regression", isolate=False)
     w = {m.name: Manifest.read(m.path).weights for m in ms}
     table = 200 * 64 * 4
     params = table + 64 * 64 * 4 + 64 * 4
     assert w["tied.fp32.tflite"]["bytes_by_dtype"]["fp32"] == params and w["tied.fp32.tflite"]["duplicated_bytes"] == 0
     assert w["tied.fp32.pte"]["bytes_by_dtype"]["fp32"] == params + table
     assert w["tied.fp32.pte"]["duplicated_bytes"] == table
-    for name in ("tied.dynamic-int8.tflite", "tied.dynamic-int8.pte"):
+    for name in ("tied.dynamic-int8.tflite", "tied.dynamic-int8.pte", "tied.int8.tflite", "tied.int8.pte"):
         assert w[name]["quantized_layers"] >= 2 and w[name]["float_share"] < 0.1, (name, w[name])
+    # static int8 .tflite: the embedding table is int8 too (PT2E left it float: 75,328 B, more than fp32's 70,376 B)
+    size = {m.name: m.total_bytes for m in ms}
+    assert w["tied.int8.tflite"]["float_layers"] == 0 and size["tied.int8.tflite"] < 0.6 * size["tied.fp32.tflite"]
     assert "50.0K stored twice" in artifact_table(ms)
