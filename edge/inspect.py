@@ -8,6 +8,8 @@ first by ``snr_drop_db``, then by SNR. ``channel_range_ratio`` is the float outp
 median one: a layer with a large ratio produces an outlier channel that a per-tensor int8 scale cannot hold (the
 *next* layer is the one that shows the loss).
 
+Each target plugin supplies its own capture (``register_target(..., inspect=layer_rows)``):
+
 - ``.tflite``: the quantized interpreter and the float .tflite (the fp32 artifact beside it, else the source
   converted again with the same converter) both run with ``experimental_preserve_all_tensors=True``; tensors are
   matched by name and int8 tensors dequantized with their own scale / zero point. Tensor names map back to source
@@ -22,14 +24,8 @@ median one: a layer with a large ratio produces an outlier channel that a per-te
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
-from edgeport.quantization.layers import LayerNamer, TFLRun, pt2e_layer_rows, tflite_layer_rows  # noqa: F401
 
 
 def inspect(manifest_path: str | Path, data_spec: str | None = None, *, max_samples: int = 32) -> list[dict]:
@@ -39,10 +35,13 @@ def inspect(manifest_path: str | Path, data_spec: str | None = None, *, max_samp
     from edgeport import data as dat
     from edgeport.errors import InputError
     from edgeport.manifest import Manifest
+    from edgeport.registry import get_target, targets
 
     m = Manifest.read(manifest_path)
-    if m.target not in ("tflite", "pte"):  # before any framework loads
-        raise InputError(f"{m.name}: inspect supports .tflite and .pte artifacts, not {m.target}")
+    capture = get_target(m.target).inspect  # the target plugin's per-layer capture; checked before any framework loads
+    if capture is None:
+        able = [n for n, t in targets().items() if t.inspect]
+        raise InputError(f"{m.name}: inspect supports {', '.join(able)} artifacts, not {m.target}")
     spec = data_spec or m.source.get("default_data")
     sig = m.sig
     plain = type(sig)(tuple(s.with_(binding=None, quantization=None, dtype="float32" if s.quantization else s.dtype) for s in sig.inputs),
@@ -58,12 +57,7 @@ def inspect(manifest_path: str | Path, data_spec: str | None = None, *, max_samp
         feeds = probe[0]
     n = min(max_samples, len(next(iter(feeds.values()))))
     feeds = {k: v[:n] for k, v in feeds.items()}
-    src = _load_source(m)
-    if m.target == "tflite":
-        return _inspect_tflite(m, src, feeds)
-    if m.target == "pte":
-        return _inspect_pte(m, src, feeds)
-    raise InputError(f"{m.name}: inspect supports .tflite and .pte artifacts, not {m.target}")
+    return capture(m, _load_source(m), feeds)
 
 
 def _load_source(m):
@@ -77,61 +71,6 @@ def _load_source(m):
     src = load_source(model, weights=m.source.get("weights"), inputs=inputs)
     src.signature = type(src.signature)(tuple(inputs), tuple(s.with_(binding=None, quantization=None, dtype="float32" if s.quantization else s.dtype) for s in m.sig.outputs))
     return src
-
-
-def _samples_for(data: bytes, feeds: dict[str, np.ndarray], names: list[str]) -> list[dict]:
-    from edgeport.job import bind_keys
-
-    run = TFLRun(data)
-    keys = bind_keys(names, list(run.inputs))
-    n = len(next(iter(feeds.values())))
-    return [{k: feeds[nm][i:i + 1] for nm, k in zip(names, keys)} for i in range(n)]
-
-
-def _float_tflite_for(m, src) -> bytes:
-    """The fp32 .tflite beside the artifact (same source sha256), else the source converted again."""
-    from edgeport.manifest import Manifest
-
-    fp = m.folder / m.name.replace(f".{m.recipe}.tflite", ".fp32.tflite")
-    mp = fp.with_name(fp.name + ".manifest.json")
-    if mp.is_file():
-        other = Manifest.read(mp)
-        if other.source.get("sha256") == m.source.get("sha256"):
-            return other.entry_path.read_bytes()
-    from edgeport.quantization.budget import float_tflite
-
-    return float_tflite(src, (m.quantization or {}).get("equalization"))
-
-
-def _inspect_tflite(m, src, feeds) -> list[dict]:
-    quant = m.entry_path.read_bytes()
-    fl = _float_tflite_for(m, src)
-    names = [s.name for s in m.sig.inputs]
-    return tflite_layer_rows(fl, quant, _samples_for(fl, feeds, names), LayerNamer(src))
-
-
-def _inspect_pte(m, src, feeds) -> list[dict]:
-    from edgeport.quantization.budget import pt2e_graphs, calibration_batches_for
-
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # observers on batch-1 tensors are far faster on one thread
-    try:
-        q = m.quantization or {}
-        calib = calibration_batches_for(m, src)
-        float_gm, quant_gm = pt2e_graphs(src, calib, dynamic=m.recipe == "dynamic-int8",
-                                         equalization=q.get("equalization"), float_layers=q.get("float_layers") or [])
-        names = [s.name for s in m.sig.inputs]
-        return pt2e_layer_rows(float_gm, quant_gm, torch_batches(feeds, names))
-    finally:  # the caller's thread count, whatever happened (it was left at 1: later training in the process differed)
-        torch.set_num_threads(threads)
-
-
-def torch_batches(feeds: dict[str, np.ndarray], names: list[str]) -> list[tuple]:
-    from edgeport.quantization.budget import torch_batches as tb
-
-    return tb(feeds, names)
 
 
 def format_table(rows: list[dict], limit: int | None = None) -> str:

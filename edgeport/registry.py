@@ -41,6 +41,8 @@ class Target:
     browser: str | None  # name of the page adapter (web/static/adapters/<name>.js), None when not a web format
     versions: tuple[str, ...]  # packages whose versions go into the manifest
     converters: dict[str, Converter] = field(default_factory=dict)
+    # `edgeport inspect`'s per-layer capture: fn(manifest, float source, feeds) -> rows; None: not inspectable
+    inspect: Callable | None = None
 
     @property
     def host_runtime(self) -> "Runtime | None":
@@ -134,12 +136,13 @@ _loading = False
 _load_lock = threading.RLock()
 
 
-def register_target(name: str, *, suffix: str, browser: str | None, versions: tuple[str, ...] = ()) -> Target:
+def register_target(name: str, *, suffix: str, browser: str | None, versions: tuple[str, ...] = (),
+                    inspect: Callable | None = None) -> Target:
     """Declare a target format (once, in its plugin's ``__init__``); converters attach with :func:`converter`,
-    runtimes with :func:`register_runtime`."""
+    runtimes with :func:`register_runtime`; ``inspect``: its per-layer capture for `edgeport inspect`."""
     if name in _TARGETS:
         raise RuntimeError(f"target {name!r} registered twice")
-    t = Target(name, suffix, browser, tuple(versions))
+    t = Target(name, suffix, browser, tuple(versions), inspect=inspect)
     _TARGETS[name] = t
     return t
 

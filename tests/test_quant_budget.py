@@ -178,7 +178,8 @@ def test_outlier_onnx_budget_met(outlier_source, digits_nchw, tmp_path):
 
 
 def test_inspect_names_the_culprit(outlier_source, digits_nchw):
-    from edgeport.edge.inspect import LayerNamer, format_table, pt2e_layer_rows, tflite_layer_rows
+    from edgeport.edge.inspect import format_table
+    from edgeport.quantization.layers import LayerNamer, pt2e_layer_rows, tflite_layer_rows
     from edgeport.quantization import budget as B
 
     calib, xh, _ = digits_nchw
@@ -195,7 +196,7 @@ def test_inspect_names_the_culprit(outlier_source, digits_nchw):
         assert {"snr_db", "cosine", "max_abs_err", "snr_drop_db"} <= set(r)
     # .tflite: float .tflite vs the plain AEQ int8 one, names mapped back to the torch modules
     fb = B.float_tflite(outlier_source, None, None, {"x": calib[:1]})
-    run = __import__("edgeport.edge.inspect", fromlist=["TFLRun"]).TFLRun(fb)
+    run = __import__("edgeport.quantization.layers", fromlist=["TFLRun"]).TFLRun(fb)
     key = next(iter(run.inputs))
     cres = B._aeq_calibrate(fb, [{key: calib[i:i + 1]} for i in range(64)], run.key)
     qb = B._aeq_quantize(fb, cres, [])

@@ -3,9 +3,10 @@ runs natively on the LiteRT interpreter and in the browser on LiteRT.js."""
 
 from edgeport.registry import register_runtime, register_target
 
+from .inspect import layer_rows
 from .runner import TFLiteRunner
 
-register_target("tflite", suffix=".tflite", browser="litertjs",
+register_target("tflite", inspect=layer_rows, suffix=".tflite", browser="litertjs",
                 versions=("tensorflow", "keras", "ai-edge-litert", "litert-torch", "ai-edge-quantizer", "torch"))
 register_runtime("ai-edge-litert", formats=("tflite",), where="host", runner=TFLiteRunner, default=True,
                  aliases=("litert",), versions=("ai-edge-litert",),
