@@ -126,6 +126,7 @@ class _HostOutputs:
         primary = self.m.primary_output
         c = compare(self._outs[primary], outs[primary], primary)
         res = {"runtime": ref_rt.name, "output": primary, "max_abs_diff": c["max_abs_diff"], "snr_db": c["snr_db"],
+               "scale": float(np.abs(self._outs[primary]).max()),  # max|host output|: what max_abs_diff is relative to
                "cosine_mean": c["cosine_mean"], "outputs": {k: compare(self._outs[k], outs[k], k)["max_abs_diff"]
                                                              for k in self._outs if k in outs}}
         if "top1_agreement" in c:
