@@ -300,3 +300,26 @@ def test_one_sweep_writes_a_folder_at_a_time(tmp_path):
         Cache(tmp_path).lock()
     first._lock.close()
     Cache(tmp_path).lock()  # released with its holder
+
+
+def test_a_carried_job_runs_from_its_own_copy(tmp_path):
+    """What a remote worker does with a carried job: the files land in its folder, the options point there, the
+    factory imports from there, and nothing of it stays importable after the job."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "zoo_nets_x.py").write_text("VALUE = 7\n")
+    (tmp_path / "src" / "c.npz").write_bytes(b"calib")
+    m = _write(tmp_path / "src", '[[model]]\nmodel = "zoo_nets_x:build"\ninput = ["x:float32[1,4]"]\ncalib = "c.npz"\n')
+    plan = make_plan(load_matrix(m))
+    e = plan.matrix.entries[0]
+    job = {"spec": e.spec, "opts": dict(e.opts), "root": str(tmp_path / "elsewhere"),
+           "carried": {k: f.read_bytes() for k, f in plan.files[e.label].items()}}
+    work = tmp_path / "worker"
+    got = J._materialize(job, work)
+    assert got["spec"] == "zoo_nets_x:build"
+    assert Path(got["opts"]["calib"]).read_bytes() == b"calib" and str(work) in got["opts"]["calib"]
+    import importlib
+
+    assert importlib.import_module("zoo_nets_x").VALUE == 7
+    assert importlib.import_module("zoo_nets_x").__file__.startswith(str(work))
+    J._forget(work)
+    assert "zoo_nets_x" not in sys.modules and not any(p.startswith(str(work)) for p in sys.path)
