@@ -102,3 +102,90 @@ def test_arm64_answers_like_numpy_and_like_x86(tmp_path, target):
         assert v["max_abs_diff"] <= 1e-4 * v["scale"] and v["agreement"] == 1.0
         if target == "tflite":  # LiteRT's aarch64 wheels stop at 1.4.0; the row says it is not the host's version
             assert row.runtime_version == "1.4.0" and "(host: " in row.note
+
+
+TINY_BERT = '''
+import torch, torch.nn as nn
+
+
+def tiny_bert_cls():
+    """A BERT encoder from transformers with a small random config (hidden 32, 2 layers, seq 16) and a 4-class head."""
+    from transformers import BertConfig, BertModel
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=32)
+
+    class Cls(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bert = BertModel(cfg, add_pooling_layer=True)
+            self.head = nn.Linear(32, 4)
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            out = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+            return self.head(out.pooler_output)
+    return Cls().eval()
+'''
+
+
+@pytest.fixture(scope="module")
+def arm64_matrix(tmp_path_factory):
+    """Both built-ins and a tiny BERT classifier, as .pte, .onnx and .tflite in fp32, dynamic-int8 and int8,
+    evaluated on arm64 on two emulated cores (the issue's acceptance run)."""
+    import sys
+
+    from edgeport.convert import convert
+    from edgeport.edge.evaluate import evaluate
+    from edgeport.signature import TensorSpec
+
+    _needs_arm64()
+    root = tmp_path_factory.mktemp("arm64-matrix")
+    (root / "armbert.py").write_text(TINY_BERT)
+    rng = np.random.default_rng(0)
+    n, seq = 96, 16
+    np.savez(root / "bert.npz", input_ids=rng.integers(0, 120, (n, seq)),
+             attention_mask=(np.arange(seq)[None] < rng.integers(4, seq, (n, 1))).astype(np.int64),
+             token_type_ids=np.zeros((n, seq), np.int64), y=rng.integers(0, 4, n))
+    sys.path.insert(0, str(root))
+    t0 = time.monotonic()
+    try:
+        recipes, targets = ["fp32", "dynamic-int8", "int8"], ["pte", "onnx", "tflite"]
+        for spec in ("builtin:simplecnn-torch", "builtin:simplecnn-keras"):
+            convert(spec, targets, recipes, root / spec.split(":")[1])
+        ids = [TensorSpec(k, "int64", (1, seq)) for k in ("input_ids", "attention_mask", "token_type_ids")]
+        from edgeport.config import ConvertOptions
+
+        convert("armbert:tiny_bert_cls", targets, recipes, root / "bert", ConvertOptions(calib=str(root / "bert.npz"),
+                data=str(root / "bert.npz")), inputs=ids, task="classification")
+        convert_s = time.monotonic() - t0
+        opts = dict(threads=("1",), runtimes=("arm64",), runtime_options={"arm64": {"cpu": CPUS}})
+        t1 = time.monotonic()
+        rows = []
+        for sub, data in (("simplecnn-torch", None), ("simplecnn-keras", None), ("bert", str(root / "bert.npz"))):
+            rows += evaluate([root / sub], EvaluateOptions(data=data, **opts), quick=True).rows
+        print(f"\narm64 matrix: converted in {convert_s:.0f} s, evaluated {len(rows)} rows in"
+              f" {time.monotonic() - t1:.0f} s")
+    finally:
+        sys.path.remove(str(root))
+    return rows
+
+
+@pytest.mark.slow
+def test_arm64_rows_for_every_artifact_recipe_and_cpu(arm64_matrix):
+    rows = [r for r in arm64_matrix if r.target != "pte"]
+    got = {(r.source.split(":")[-1], r.target, r.recipe, r.cpu) for r in rows}
+    want = {(s, t, q, c) for s in ("simplecnn-torch", "simplecnn-keras", "tiny_bert_cls")
+            for t in ("onnx", "tflite") for q in ("fp32", "dynamic-int8", "int8") for c in CPUS}
+    assert got == want, sorted(want - got)
+    for r in rows:
+        assert r.error is None and r.skipped is None, (r.artifact, r.cpu, r.error, r.skipped)
+        assert r.where == "emulated" and r.latency_ms is None and "latency not measured" in r.note
+        assert r.accuracy is not None or r.cosine_mean is not None, r.artifact
+        assert r.max_abs_diff is not None, r.artifact  # against the float model
+        v = r.vs_host
+        assert v and v.get("error") is None and v["max_abs_diff"] is not None, (r.artifact, v)  # against x86
+        if r.recipe == "fp32":
+            assert v["max_abs_diff"] <= 1e-4 * v["scale"], (r.artifact, r.cpu, v["max_abs_diff"], v["scale"])
+    # .pte: a skipped row saying why (torch's aarch64 wheel is the CUDA build), never an error
+    pte = [r for r in arm64_matrix if r.target == "pte"]
+    assert len(pte) == 9 and all(r.skipped and "CUDA" in r.skipped and r.error is None for r in pte)

@@ -14,6 +14,10 @@ from edgeport.web.browser import decode_outputs
 from edgeport.web.server import start_background
 
 
+# Converts the built-ins or launches Chromium: the full tier (./run test), not ./run test-fast.
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def page_url(artifacts):
     srv, url = start_background(artifacts)

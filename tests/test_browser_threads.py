@@ -17,6 +17,10 @@ from edgeport.errors import InputError
 from edgeport.report import Report, table
 from edgeport.web.server import STATIC, bench_threads, make_server, start_background
 
+# Converts the built-ins or launches Chromium: the full tier (./run test), not ./run test-fast.
+pytestmark = pytest.mark.slow
+
+
 ALL = os.cpu_count() or 1
 # One built-in model, one artifact per browser runtime: LiteRT.js (.tflite, fp32 and int8), TF.js, onnxruntime-web.
 PICK = ("simplecnn-keras.fp32.tflite", "simplecnn-keras.int8.tflite", "simplecnn-keras.fp32.tfjs",

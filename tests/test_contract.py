@@ -16,6 +16,10 @@ import pytest
 from edgeport.cli import main
 from edgeport.manifest import Manifest
 
+# Converts the built-ins or launches Chromium: the full tier (./run test), not ./run test-fast.
+pytestmark = pytest.mark.slow
+
+
 SEQ = 12
 USER_CODE = textwrap.dedent('''
     import torch, torch.nn as nn

@@ -10,6 +10,10 @@ from edgeport.registry import PLUGIN_GROUP, matrix, targets
 from .conftest import BUILTIN, heldout_digits
 
 
+# Converts the built-ins or launches Chromium: the full tier (./run test), not ./run test-fast.
+pytestmark = pytest.mark.slow
+
+
 def test_every_declared_plugin_registers_its_target():
     """Each target plugin named in pyproject's entry points registers a target of that name, with a converter."""
     from importlib.metadata import entry_points

@@ -15,6 +15,10 @@ from edgeport.manifest import Manifest
 from edgeport.report import Report
 
 
+# Converts the built-ins or launches Chromium: the full tier (./run test), not ./run test-fast.
+pytestmark = pytest.mark.slow
+
+
 def test_fp32_accuracy_equals_float(native_report, float_accuracy):
     report, _ = native_report
     from edgeport.registry import targets

@@ -124,6 +124,7 @@ def tiny_pte(models, tmp_path_factory):
 @pytest.mark.parametrize("args,expect", [
     (["--input-shape", "1,5"], "RuntimeError: mat1 and mat2 shapes cannot be multiplied"),  # wrong --input shape
 ], ids=["shape"])
+@pytest.mark.slow
 def test_a_model_that_fails_on_its_declared_inputs_is_one_line(models, tmp_path, args, expect):
     """The user's forward raising on the declared inputs is bad input: one line naming the inputs and the fix,
     exit 2, nothing written."""
@@ -222,6 +223,7 @@ def test_bad_manifests_and_unknown_target_are_error_rows(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ one crash, one artifact
+@pytest.mark.slow
 def test_a_crashing_converter_costs_one_artifact(models, tmp_path):
     out = tmp_path / "out"
     p = cli(models, "convert", *TINY_ARGS, "--to", "pte", "--quant", "fp32,dynamic-int8,int8", "--calib", "rows.npz",
@@ -237,6 +239,7 @@ def test_a_crashing_converter_costs_one_artifact(models, tmp_path):
     assert not leftovers(out)
 
 
+@pytest.mark.slow
 def test_a_hang_is_a_timeout_and_the_python_api_reports_partial_results(models, tmp_path, monkeypatch):
     from edgeport.config import ConvertOptions
     from edgeport.convert import convert
@@ -255,6 +258,7 @@ def test_a_hang_is_a_timeout_and_the_python_api_reports_partial_results(models, 
     assert not leftovers(tmp_path / "out")
 
 
+@pytest.mark.slow
 def test_keras_lstm_int8_segfault_is_one_failed_line(tmp_path):
     """The reproduction: TFLite's int8 calibration of a Keras LSTM segfaults (exit 139); fp32 is still written."""
     import keras
@@ -273,6 +277,7 @@ def test_keras_lstm_int8_segfault_is_one_failed_line(tmp_path):
     assert not leftovers(tmp_path / "out")
 
 
+@pytest.mark.slow
 def test_sigterm_removes_staging_and_the_worker(models, tmp_path):
     out = tmp_path / "out"
     mark = tmp_path / "hung"
@@ -323,6 +328,7 @@ def test_stale_staging_is_swept_and_a_live_one_is_kept(tmp_path):
     assert not [q for q in tmp_path.iterdir() if q.name.startswith(".edgeport-run-") and q != live]
 
 
+@pytest.mark.slow
 def test_same_stem_from_another_model_is_refused(models, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(models)
     monkeypatch.syspath_prepend(str(models))
@@ -422,6 +428,7 @@ def test_disk_full_while_publishing_leaves_no_orphan(tmp_path, monkeypatch):
     assert list(out.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_disk_full_on_a_real_file_system(models, tmp_path):
     """A 1 MiB tmpfs as --out, filled up: the run says so in one line per artifact, and leaves no orphan."""
     mnt = tmp_path / "small"
@@ -503,6 +510,7 @@ def test_server_still_serves_a_normal_file(server):
 
 
 # ------------------------------------------------------------------------------------------------ quiet and true
+@pytest.mark.slow
 def test_convert_stdout_is_only_the_table_and_the_rest_goes_to_the_log(tiny_pte):
     p, out = tiny_pte
     lines = p.stdout.splitlines()
@@ -516,6 +524,7 @@ def test_convert_stdout_is_only_the_table_and_the_rest_goes_to_the_log(tiny_pte)
     assert not leftovers(out)
 
 
+@pytest.mark.slow
 def test_verbose_shows_library_output(models, tmp_path):
     p = cli(models, "convert", *TINY_ARGS, "--to", "pte", "--quant", "fp32", "--out", str(tmp_path), "-v")
     assert p.returncode == 0, p.stderr[-2000:]
@@ -530,6 +539,7 @@ def test_version():
     assert p.returncode == 0 and p.stdout.strip() == f"edgeport {version('edgeport')}"
 
 
+@pytest.mark.slow
 def test_keras_export_leaks_nothing_even_on_failure(tmp_path, monkeypatch):
     """converters/common.py exports the SavedModel under the run's staging folder; cleanup() removes it."""
     import keras
@@ -584,6 +594,7 @@ def pt2_art(tmp_path_factory):
     return d
 
 
+@pytest.mark.slow
 def test_evaluate_from_another_directory_finds_the_float_reference(pt2_art, tmp_path, monkeypatch):
     from edgeport.config import EvaluateOptions
     from edgeport.edge.evaluate import evaluate
@@ -602,6 +613,7 @@ def test_evaluate_from_another_directory_finds_the_float_reference(pt2_art, tmp_
 @pytest.mark.parametrize("labels,expect", [(np.full(40, 7), "labels must be class indices in [0, 2]"),
                                            (np.full(40, -1), "labels must be class indices in [0, 2]"),
                                            (np.linspace(0, 2, 40), "y holds non-integer values")])
+@pytest.mark.slow
 def test_bad_labels(pt2_art, tmp_path, labels, expect):
     """Labels outside one model's classes are that model's error row; labels that are no class indices at all are
     the data set's fault, refused before anything runs."""
@@ -621,6 +633,7 @@ def test_bad_labels(pt2_art, tmp_path, labels, expect):
     assert row.error and expect in row.error and row.accuracy is None, row.error
 
 
+@pytest.mark.slow
 def test_evaluate_without_data_measures_the_probe_rows(pt2_art):
     """A user model with no --data and no default set is measured on the probe rows written at conversion, against
     the float outputs recorded then: agreement, no accuracy (no labels), and the report says which data it was."""
@@ -633,6 +646,7 @@ def test_evaluate_without_data_measures_the_probe_rows(pt2_art):
     assert report.extra["data_by_source"][row.source] == PROBE_DATA
 
 
+@pytest.mark.slow
 def test_inspect_without_data_uses_the_probe_rows(pt2_art, capsys, tmp_path):
     """inspect, like evaluate, falls back to the probe rows of a user model with no default set."""
     import json
@@ -652,6 +666,7 @@ def test_inspect_without_data_uses_the_probe_rows(pt2_art, capsys, tmp_path):
     assert rows and all(r["snr_db"] > 20 for r in rows), rows  # one int8 Linear: no collapse
 
 
+@pytest.mark.slow
 def test_bad_evaluation_data_fails_the_run_in_one_line(pt2_art, capsys, tmp_path):
     """A --data file that is missing is refused before a report folder exists (exit 2); one that fits no model
     makes every row an error, and a run where every row failed exits 1 with the first reason."""
@@ -696,6 +711,7 @@ INDEPENDENT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_worker_peak_rss_matches_an_independent_measurement(tmp_path):
     """edge/worker.py resets VmHWM after the imports; its peak-RSS delta for a MobileNetV2 .tflite must agree with
     max-RSS(import + load + run) - max-RSS(import only) of two fresh processes (getrusage), within
@@ -749,6 +765,7 @@ def test_worker_peak_rss_matches_an_independent_measurement(tmp_path):
     assert abs(worker - independent) <= tol, (worker / 2**20, independent / 2**20)
 
 
+@pytest.mark.slow
 def test_litert_torch_int8_is_not_converted_in_training_mode(models, tmp_path, monkeypatch):
     """After PT2E convert the graph computes in eval mode, and litert-torch no longer warns that it is in training
     mode (an exported GraphModule keeps a stale training=True flag; converters/tflite/from_torch.py clears it)."""

@@ -10,6 +10,10 @@ import random
 import numpy as np
 import pytest
 
+# Converts the built-ins or launches Chromium: the full tier (./run test), not ./run test-fast.
+pytestmark = pytest.mark.slow
+
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from edgeport.convert import convert  # noqa: E402

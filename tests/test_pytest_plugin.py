@@ -18,6 +18,10 @@ import pytest
 from edgeport.report import Report, Row
 from edgeport.testing import QuantizedAccuracyError, assert_quantized_close
 
+# Converts the built-ins or launches Chromium: the full tier (./run test), not ./run test-fast.
+pytestmark = pytest.mark.slow
+
+
 pytest_plugins = ["pytester"]
 
 # A user's own model, defined in their test file: a small MLP trained for a few seeded steps on separable blobs,

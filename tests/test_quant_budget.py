@@ -6,6 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+# Converts the built-ins or launches Chromium: the full tier (./run test), not ./run test-fast.
+pytestmark = pytest.mark.slow
+
+
 SEED = 0
 OUTLIER = 100.0  # one conv1 channel scaled x100, the next layer's matching inputs / 100: the float function is unchanged
 

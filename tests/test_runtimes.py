@@ -8,84 +8,9 @@ import numpy as np
 import pytest
 
 from edgeport.config import EvaluateOptions
-from edgeport.manifest import Manifest, file_entries
 from edgeport.registry import get_runtime, runtimes, targets
 
-IN, OUT = 8, 4
-RNG = np.random.default_rng(0)
-W = RNG.standard_normal((IN, OUT)).astype(np.float32)
-B = RNG.standard_normal(OUT).astype(np.float32)
-X = RNG.standard_normal((16, IN)).astype(np.float32)
-REF = X @ W + B  # the float answer every runtime must give
-
-
-def _onnx(folder):
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    g = helper.make_graph(
-        [helper.make_node("Gemm", ["x", "W", "B"], ["logits"])], "tiny",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, IN])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, OUT])],
-        [numpy_helper.from_array(W, "W"), numpy_helper.from_array(B, "B")])
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(folder / "tiny.fp32.onnx"))
-    return "tiny.fp32.onnx", "x", "logits"
-
-
-def _tflite(folder):
-    import tensorflow as tf
-
-    class Tiny(tf.Module):
-        @tf.function(input_signature=[tf.TensorSpec([1, IN], tf.float32, name="x")])
-        def serve(self, x):
-            return {"logits": tf.matmul(x, W) + B}
-
-    m = Tiny()
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([m.serve.get_concrete_function()], m)
-    (folder / "tiny.fp32.tflite").write_bytes(conv.convert())
-    from ai_edge_litert.interpreter import Interpreter
-
-    from edgeport.runtime import serving_signature
-
-    _, sr = serving_signature(Interpreter(model_path=str(folder / "tiny.fp32.tflite")))
-    (ikey,), (okey,) = sr.get_input_details(), sr.get_output_details()
-    return "tiny.fp32.tflite", ikey, okey
-
-
-def _pte(folder):
-    import torch
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
-
-    lin = torch.nn.Linear(IN, OUT)
-    with torch.no_grad():
-        lin.weight.copy_(torch.from_numpy(W.T.copy()))
-        lin.bias.copy_(torch.from_numpy(B))
-    ep = torch.export.export(lin.eval(), (torch.zeros(1, IN),))
-    prog = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()]).to_executorch()
-    with open(folder / "tiny.fp32.pte", "wb") as f:
-        prog.write_to_file(f)
-    return "tiny.fp32.pte", 0, 0
-
-
-BUILD = {"onnx": _onnx, "tflite": _tflite, "pte": _pte}
-
-
-def _artifact(folder, target: str) -> Manifest:
-    entry, ibind, obind = BUILD[target](folder)
-    name = entry
-    np.savez(folder / f"{name}.probe.npz", **{"in:x": X, "out:logits": REF})
-    m = Manifest(name=name, source={"framework": "numpy", "model": "python:tiny", "sha256": "0" * 64}, target=target,
-                 recipe="fp32", task="classification", entry=entry, files=file_entries(folder, [entry]),
-                 signature={"inputs": [{"name": "x", "dtype": "float32", "shape": [1, IN], "binding": ibind}],
-                            "outputs": [{"name": "logits", "dtype": "float32", "shape": [1, OUT], "binding": obind}]},
-                 preprocessing={"kind": "tensor"}, parity={"status": "pending"},
-                 probe={"file": f"{name}.probe.npz", "data": "normal(0,1) seed=0"})
-    m.write(folder)
-    return m
-
+from .tiny import BUILD, REF, X, artifact
 
 HOST = sorted((r.name, r.formats[0]) for r in runtimes().values() if r.where == "host" and r.default)
 
@@ -99,7 +24,7 @@ def test_every_format_with_a_host_runtime_is_covered_here():
 def test_host_runtime_answers_like_numpy(tmp_path, runtime, target):
     from edgeport.edge.evaluate import evaluate
 
-    _artifact(tmp_path, target)
+    artifact(tmp_path, target)
     report = evaluate([tmp_path], EvaluateOptions(threads=("1",), runtimes=(runtime,)), quick=True)
     (row,) = report.rows
     assert row.error is None and row.skipped is None, (row.error, row.skipped)
@@ -114,8 +39,8 @@ def test_runtime_selection_skips_what_cannot_run_with_a_reason(tmp_path):
     skipped rows saying why and what to do; the available runtime still measures."""
     from edgeport.edge.evaluate import evaluate
 
-    _artifact(tmp_path, "onnx")
-    _artifact(tmp_path, "tflite")
+    artifact(tmp_path, "onnx")
+    artifact(tmp_path, "tflite")
     why = get_runtime("adb").unavailable()
     report = evaluate([tmp_path], EvaluateOptions(threads=("1",), runtimes=("onnxruntime", "adb")), quick=True)
     by = {(r.artifact, r.runtime): r for r in report.rows}
@@ -130,7 +55,7 @@ def test_runtime_selection_skips_what_cannot_run_with_a_reason(tmp_path):
 def test_cli_runtime_errors_are_one_line(tmp_path, capsys):
     from edgeport.cli import main
 
-    _artifact(tmp_path, "onnx")
+    artifact(tmp_path, "onnx")
     assert main(["evaluate", str(tmp_path), "--runtime", "tpu", "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "unknown runtime 'tpu'; known: " in err and "onnxruntime" in err

@@ -19,6 +19,10 @@ import pytest
 from edgeport.manifest import SUFFIX, Manifest
 from edgeport.web.server import BENCH_QUICK, pack, start_background, unpack
 
+# Converts the built-ins or launches Chromium: the full tier (./run test), not ./run test-fast.
+pytestmark = pytest.mark.slow
+
+
 SEQ = 16
 SENTENCES = ["A man is playing a guitar.", "Someone plays an instrument.", "The cat sleeps on the sofa."]
 
