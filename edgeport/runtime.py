@@ -139,7 +139,8 @@ class Runner:
         for i in range(n):
             raw = self.invoke_one(self.prepare({k: v[i : i + 1] for k, v in feeds.items()}))
             for s, y in zip(self.sig.outputs, raw):
-                outs[s.name].append(dequantize_output(s, y).reshape(s.shape))
+                y = dequantize_output(s, y)
+                outs[s.name].append(y.reshape(s.shape) if s.shape else y)  # no shape: a candidate's, kept as given
         return {k: np.concatenate(v) for k, v in outs.items()}
 
     def delegation(self) -> dict | None:

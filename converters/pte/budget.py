@@ -19,7 +19,7 @@ from .runner import PteRunner
 
 def runner_for(input_names: list[str], output_names: list[str], feeds: dict[str, np.ndarray]):
     """``run(program, feeds) -> (outputs, bytes)``: a lowered program written to a scratch file and run by
-    PteRunner, inputs and outputs by position."""
+    PteRunner, inputs and outputs by position (outputs without a shape: kept as the program gives them)."""
     sig = pte_signature(Signature(
         tuple(TensorSpec(n, np.asarray(feeds[n]).dtype.name, (1, *np.asarray(feeds[n]).shape[1:])) for n in input_names),
         tuple(TensorSpec(n, "float32", ()) for n in output_names)))
@@ -29,26 +29,10 @@ def runner_for(input_names: list[str], output_names: list[str], feeds: dict[str,
             path = Path(d) / "candidate.pte"
             with open(path, "wb") as f:
                 program.write_to_file(f)
-            outs = run_artifact(_Unshaped, path, sig, feeds)
+            outs = run_artifact(PteRunner, path, sig, feeds)
             return outs, path.stat().st_size
 
     return run
-
-
-class _Unshaped(PteRunner):
-    """PteRunner whose outputs keep the shape the program gives (a candidate has no manifest with output shapes)."""
-
-    def run(self, feeds):
-        from edgeport.runtime import check_feeds, dequantize_output
-
-        check_feeds(self.sig, feeds, self.m.name)
-        n = len(next(iter(feeds.values())))
-        outs: dict[str, list] = {s.name: [] for s in self.sig.outputs}
-        for i in range(n):
-            raw = self.invoke_one(self.prepare({k: v[i:i + 1] for k, v in feeds.items()}))
-            for s, y in zip(self.sig.outputs, raw):
-                outs[s.name].append(np.asarray(dequantize_output(s, y), np.float32))
-        return {k: np.concatenate(v) for k, v in outs.items()}
 
 
 def search(module, example: tuple, calib: list[tuple], budget_feeds: dict[str, np.ndarray], *, input_names: list[str],
