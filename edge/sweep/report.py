@@ -293,7 +293,7 @@ def plots(report: Report) -> list[str]:
 _CSS = """body{font:14px system-ui,sans-serif;margin:1.5em;color:#222} table{border-collapse:collapse;font-size:12px}
 td,th{border:1px solid #ddd;padding:2px 5px;text-align:right;white-space:nowrap} td.l,th.l{text-align:left}
 th{background:#f4f4f4;position:sticky;top:0;cursor:pointer} .ok{background:#e3f5e3} .drift{background:#fff3d6}
-.failed,.notrun{background:#fde3e3} .pending{background:#eef} .na{color:#bbb} td.why{white-space:normal;max-width:42em;text-align:left}
+.failed{background:#fde3e3} .notrun{background:#f4f4f4;color:#888} .pending{background:#eef} .na{color:#bbb} td.why{white-space:normal;max-width:42em;text-align:left}
 .plots svg{max-width:100%;height:auto} details{margin:.3em 0} summary{cursor:pointer} small{color:#666}
 #filter{width:30em;padding:3px} .grid td{text-align:center} .grid td:first-child{text-align:left}"""
 
