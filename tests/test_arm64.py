@@ -17,7 +17,8 @@ from edgeport.edge.arm64.runner import parse_cpus
 from edgeport.errors import InputError
 from edgeport.registry import _AVAILABILITY, get_runtime
 
-from .test_runtimes import REF, X, _artifact
+from .tiny import REF, X
+from .tiny import artifact as _artifact
 
 CPUS = ["cortex-a76", "neoverse-n1"]
 
@@ -136,7 +137,7 @@ def arm64_matrix(tmp_path_factory):
 
     from edgeport.convert import convert
     from edgeport.edge.evaluate import evaluate
-    from edgeport.signature import TensorSpec
+    from edgeport.signature import parse_input_spec
 
     _needs_arm64()
     root = tmp_path_factory.mktemp("arm64-matrix")
@@ -152,7 +153,7 @@ def arm64_matrix(tmp_path_factory):
         recipes, targets = ["fp32", "dynamic-int8", "int8"], ["pte", "onnx", "tflite"]
         for spec in ("builtin:simplecnn-torch", "builtin:simplecnn-keras"):
             convert(spec, targets, recipes, root / spec.split(":")[1])
-        ids = [TensorSpec(k, "int64", (1, seq)) for k in ("input_ids", "attention_mask", "token_type_ids")]
+        ids = [parse_input_spec(f"{k}:int64[1,{seq}]") for k in ("input_ids", "attention_mask", "token_type_ids")]
         from edgeport.config import ConvertOptions
 
         convert("armbert:tiny_bert_cls", targets, recipes, root / "bert", ConvertOptions(calib=str(root / "bert.npz"),
