@@ -465,7 +465,12 @@ def _pareto(points: list[tuple[float, float, Any]]) -> list[Any]:
     return front
 
 
-_COLORS = {"tflite": "#1f77b4", "pte": "#d62728", "tfjs": "#2ca02c", "onnx": "#9467bd"}
+def _target_colors() -> dict[str, str]:
+    """One colour per registered target, in registry order (a new target gets the next one)."""
+    from .registry import targets
+
+    palette = ["#9467bd", "#d62728", "#2ca02c", "#1f77b4", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
+    return {t: palette[i % len(palette)] for i, t in enumerate(targets())}
 
 
 def _plots(report: Report) -> list[str]:
@@ -489,7 +494,7 @@ def _plots(report: Report) -> list[str]:
             front = set(_pareto(pts))
             for n, (x, y, k) in enumerate(sorted(pts)):
                 r = by_art[k]
-                ax.scatter(x / 1024, y, s=70 if k in front else 35, c=_COLORS.get(r.target, "gray"),
+                ax.scatter(x / 1024, y, s=70 if k in front else 35, c=_target_colors().get(r.target, "gray"),
                            edgecolors="black" if k in front else "none", zorder=3)
                 ax.annotate(f"{r.target} {r.recipe}", (x / 1024, y), fontsize=7, rotation=30,
                             xytext=(3, 4 + 9 * (n % 3)), textcoords="offset points")
@@ -502,7 +507,7 @@ def _plots(report: Report) -> list[str]:
             ax.set_ylabel(get_task(task).quality_label)
             ax.set_title(src, fontsize=10)
             ax.grid(alpha=0.3)
-            for t, c in _COLORS.items():
+            for t, c in _target_colors().items():
                 ax.scatter([], [], c=c, label=t)
             ax.legend(fontsize=7, loc="lower right")
         fig.suptitle("Quality vs size (outlined: Pareto front)")
@@ -520,7 +525,7 @@ def _plots(report: Report) -> list[str]:
         lat_front = set(_pareto([(r.latency_ms["p50"], r.quality(), i) for i, r in enumerate(timed)]))
         ys = range(len(timed))
         ax.barh(ys, p90, color="#cccccc", label="p90")
-        ax.barh(ys, p50, color=["#ff7f0e" if i in lat_front else _COLORS.get(r.target, "gray") for i, r in enumerate(timed)], label="p50")
+        ax.barh(ys, p50, color=["#ff7f0e" if i in lat_front else _target_colors().get(r.target, "gray") for i, r in enumerate(timed)], label="p50")
         ax.set_yticks(list(ys))
         ax.set_yticklabels(labels, fontsize=6)
         ax.invert_yaxis()

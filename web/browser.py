@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from edgeport.console import log as _log
+from edgeport.registry import get_target
 from edgeport.errors import EdgeportError, InputError, one_line
 from edgeport.manifest import Manifest
 from edgeport.report import Row
@@ -157,8 +158,6 @@ def _web_manifests(folder: Path) -> list[Manifest]:
 
 def _web_only(manifests) -> list[Manifest]:
     """The manifests a browser adapter runs (an unreadable one, or one of an unknown target, is not)."""
-    from edgeport.registry import get_target
-
     out = []
     for m in manifests:
         try:
@@ -289,7 +288,7 @@ def evaluate_in_browser(manifests: list[Manifest], data: str | None, score: Scor
                                        " in tabs of their own"))
                 continue
             rows += [_row(m, r, score) for r in page_rows]
-            if m.target == "tfjs":
+            if not get_target(m.target).native:  # no host runtime measured its parity at conversion: the page did
                 _fill_parity(m, page_rows)
     return rows, facts
 

@@ -52,13 +52,19 @@ TASK_FACTS = {n: t.to_dict() for n, t in TASKS.items()}
 WEB = Path(__file__).resolve().parent
 STATIC = WEB / "static"
 NODE_MODULES = WEB / "node_modules"
-# npm scopes / packages served under /vendor/ (nothing else in node_modules is reachable). A new browser adapter
-# whose runtime is another npm package adds it here (and to web/package.json).
-VENDORED = ("@tensorflow", "@litertjs", "onnxruntime-web")
+
+
+def _vendored() -> tuple[str, ...]:
+    """The npm scopes / packages served under /vendor/ (nothing else in node_modules is reachable): those the page's
+    web/package.json depends on, so a new browser adapter adds its runtime there and nowhere else."""
+    deps = json.loads((WEB / "package.json").read_text()).get("dependencies", {})
+    return tuple(sorted({d.split("/")[0] if d.startswith("@") else d for d in deps}))
+
+
+VENDORED = _vendored()
+# The web platform's own types; an artifact's files (.tflite, .onnx, weight shards ...) are served as bytes.
 TYPES = {".wasm": "application/wasm", ".json": "application/json", ".js": "text/javascript", ".mjs": "text/javascript",
-         ".html": "text/html; charset=utf-8", ".css": "text/css", ".tflite": "application/octet-stream",
-         ".bin": "application/octet-stream", ".pte": "application/octet-stream", ".svg": "image/svg+xml",
-         ".map": "application/json"}
+         ".html": "text/html; charset=utf-8", ".css": "text/css", ".svg": "image/svg+xml", ".map": "application/json"}
 # The page's steady-state timing loop: `warmup` runs, then at least `minRuns` runs and `minMs` ms, at most `maxRuns`;
 # once per thread count of `threads` (the evaluator passes its --threads, resolved, so that the browser rows sit at
 # the native rows' thread counts).
