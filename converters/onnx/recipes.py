@@ -26,6 +26,7 @@ import numpy as np
 from edgeport.console import log as _log
 from edgeport.metrics import compare, failing_flags
 from edgeport.signature import Signature, dtype_name
+from edgeport.tasks import get_task
 
 from ..common import Job, Produced, bind_keys, run_converter
 
@@ -256,7 +257,7 @@ def _static(job: Job, pre: Path, out: Path, tmp: Path) -> dict:
         paths[method] = p
     # A method whose outputs are flagged (all zero, NaN, off-scale) loses to any other; then classification: top-1
     # agreement first, then cosine; other tasks: cosine. A tie keeps the first method.
-    first = "top1_agreement" if job.source.task == "classification" else "cosine_mean"
+    first = "top1_agreement" if get_task(job.source.task).labels else "cosine_mean"
     chosen = max(CALIBRATION_METHODS, key=lambda m: (not failing_flags(scores[m]["flags"]), scores[m].get(first, 0.0),
                                                       scores[m]["cosine_mean"], -CALIBRATION_METHODS.index(m)))
     shutil.move(str(paths[chosen]), str(out))
