@@ -8,7 +8,7 @@ import pytest
 
 from edgeport.errors import InputError
 from edgeport.manifest import Manifest, file_entries
-from edgeport.web.server import BENCH_QUICK, make_server, start_background, unpack
+from edgeport.web.server import BENCH_QUICK, TASK_FACTS, make_server, start_background, unpack
 
 
 def _manifest(folder, name, target, entry, files, inputs, preprocessing, task="classification"):
@@ -113,7 +113,7 @@ def test_manifest_listing(server):
 
 def test_config(server):
     d = json.loads(get(server, "/api/config")[2])
-    assert d == {"data": "builtin:digits", "bench": BENCH_QUICK}
+    assert d == {"data": "builtin:digits", "bench": BENCH_QUICK, "tasks": TASK_FACTS}  # tests/test_tasks.py reads tasks
     with pytest.raises(InputError, match="bench settings minruns are unknown"):
         make_server(".", port=0, bench={"minruns": 3})
 
