@@ -28,18 +28,27 @@ from pathlib import Path
 
 
 
-def inspect(manifest_path: str | Path, data_spec: str | None = None, *, max_samples: int = 32) -> list[dict]:
+def inspect(manifest_path: str | Path, data_spec: str | None = None, *, max_samples: int = 32,
+            runtime: str | None = None, options: dict | None = None) -> list[dict]:
     """Layer-by-layer divergence of a quantized artifact (.tflite or .pte) from its float source on real inputs
     (``data_spec``: a named set, whose held-out split is used, or an .npz; default: the manifest's own set).
-    Returns rows sorted worst first (see the module docstring)."""
+    Returns rows sorted worst first (see the module docstring). ``runtime``: instead, the runtime's tensors against
+    its host runtime's on the same artifact, in execution order (a Runner with ``compare_layers``: arm64)."""
     from edgeport import data as dat
     from edgeport.errors import InputError
     from edgeport.manifest import Manifest
-    from edgeport.registry import get_target, targets
+    from edgeport.registry import get_runtime, get_target, runtimes, targets
 
     m = Manifest.read(manifest_path)
+    vs_host = None
+    if runtime is not None:
+        vs_host = getattr(get_runtime(runtime).runner, "compare_layers", None)
+        if vs_host is None:
+            able = [n for n, r in runtimes().items() if getattr(r.runner, "compare_layers", None)]
+            raise InputError(f"inspect --runtime {runtime}: that runtime cannot compare its tensors with the host's;"
+                             f" --runtime takes {', '.join(able) or 'none here'}")
     capture = get_target(m.target).inspect  # the target plugin's per-layer capture; checked before any framework loads
-    if capture is None:
+    if capture is None and vs_host is None:
         able = [n for n, t in targets().items() if t.inspect]
         raise InputError(f"{m.name}: inspect supports {', '.join(able)} artifacts, not {m.target}")
     spec = data_spec or m.source.get("default_data")
@@ -57,6 +66,8 @@ def inspect(manifest_path: str | Path, data_spec: str | None = None, *, max_samp
         feeds = probe[0]
     n = min(max_samples, len(next(iter(feeds.values()))))
     feeds = {k: v[:n] for k, v in feeds.items()}
+    if vs_host is not None:
+        return vs_host(m, feeds, options or {})
     return capture(m, _load_source(m), feeds)
 
 
@@ -107,6 +118,19 @@ def _manifest_path(artifact: str) -> Path:
 
 
 def cmd_inspect(args) -> int:
+    if getattr(args, "runtime", None):
+        from edgeport.registry import get_runtime
+
+        rt = get_runtime(args.runtime)
+        opts = {}
+        for f in rt.flags:  # the runtime's own flags (--arm-cpu), as evaluate takes them
+            v = getattr(args, "rt_" + f.flag.lstrip("-").replace("-", "_"), None)
+            if v is not None:
+                opts[f.key] = f.parse(v) if f.parse else v
+        rows = inspect(_manifest_path(args.artifact), args.data, max_samples=args.max_samples, runtime=rt.name,
+                       options=opts)
+        print(json.dumps(rows, indent=1) if args.json else rt.runner.format_layers(rows, args.top))
+        return 0
     rows = inspect(_manifest_path(args.artifact), args.data, max_samples=args.max_samples)
     if args.json:
         print(json.dumps(rows, indent=1))

@@ -5,6 +5,7 @@ without qemu or root (`./run setup arm64`; `./run test` sets it up as root)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 
@@ -190,3 +191,20 @@ def test_arm64_rows_for_every_artifact_recipe_and_cpu(arm64_matrix):
     # .pte: a skipped row saying why (torch's aarch64 wheel is the CUDA build), never an error
     pte = [r for r in arm64_matrix if r.target == "pte"]
     assert len(pte) == 9 and all(r.skipped and "CUDA" in r.skipped and r.error is None for r in pte)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["onnx", "tflite"])
+def test_inspect_compares_arm_and_x86_tensor_by_tensor(tmp_path, capsys, target):
+    from edgeport.cli import main
+
+    _needs_arm64()
+    _artifact(tmp_path, target)
+    assert main(["inspect", str(next(tmp_path.glob(f"*.{target}.manifest.json"))), "--runtime", "arm64",
+                 "--arm-cpu", "neoverse-n1", "--max-samples", "4", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows and all(r["cpu"] == "neoverse-n1" and "aarch64" in r["runtime"] for r in rows)
+    assert not any(r["diverges"] for r in rows), rows  # a float Gemm: ARM and x86 agree on every tensor
+    assert rows[-1]["max_abs_diff"] <= 1e-4 * rows[-1]["scale"]
+    if target == "onnx":
+        assert rows[-1]["op"] == "Gemm"

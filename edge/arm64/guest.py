@@ -3,8 +3,9 @@ JOB.json``. Not part of the edgeport package at run time (it is copied into the 
 installed in the rootfs).
 
 The job names the artifact (``format`` onnx | tflite, ``model`` a path under /work/artifact or /work/job), the input
-and output tensor names in order, and ``mode``: ``run`` (the outputs of every sample, batch 1 as on the host) or
-``tensors`` (every tensor the runtime keeps, for ``edgeport inspect --runtime arm64``). Inputs come from ``in.npz``
+and output tensor names in order, and ``mode``: ``run`` (the outputs of every sample, batch 1 as on the host),
+``tensors`` (every tensor the runtime keeps, for ``edgeport inspect --runtime arm64``) or ``optimize`` (.onnx: only
+save the graph ONNX Runtime optimized for this CPU, ``save_optimized``). Inputs come from ``in.npz``
 (one (N, ...) array per input, already in the artifact's dtypes); outputs go to ``out.npz``, facts to ``meta.json``.
 """
 
@@ -86,7 +87,13 @@ def run_onnx(job, feeds, tensors: bool):
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.log_severity_level = 3
+    if job.get("save_optimized"):  # the graph as this platform's optimizer leaves it (its fusions, its layouts)
+        so.optimized_model_filepath = job["save_optimized"]
+    if job.get("no_optimize"):  # an already optimized graph: run its nodes as they are
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     sess = ort.InferenceSession(job["model"], so, providers=["CPUExecutionProvider"])
+    if job.get("mode") == "optimize":
+        return ort.__version__, {}
     names = [o.name for o in sess.get_outputs()] if tensors else job["outputs"]
     n = len(feeds[job["inputs"][0]])
     outs = {}

@@ -43,9 +43,11 @@ def parse_cpus(text: str) -> list[str]:
 
 
 def guest_run(m, cpu: str, feeds: dict[str, np.ndarray], outputs: list[str], *, mode: str = "run",
-              model: Path | None = None) -> tuple[dict[str, np.ndarray], dict]:
+              model: Path | None = None, extra: dict | None = None,
+              collect: dict[str, Path] | None = None) -> tuple[dict[str, np.ndarray], dict]:
     """Run artifact ``m`` (or the file ``model``, an instrumented copy) in the rootfs on emulated ``cpu``:
-    ``feeds`` by tensor name in the artifact's dtypes -> (arrays by tensor name, the guest's facts)."""
+    ``feeds`` by tensor name in the artifact's dtypes -> (arrays by tensor name, the guest's facts). ``extra``: more
+    job keys; ``collect``: files the guest writes into its job folder, copied out to the paths given."""
     root = rootfs.ensure()
     with tempfile.TemporaryDirectory(prefix="edgeport-arm64-") as tmp:
         job = Path(tmp)
@@ -53,7 +55,8 @@ def guest_run(m, cpu: str, feeds: dict[str, np.ndarray], outputs: list[str], *, 
         inside = f"/work/job/{model.name}" if model is not None else f"/work/artifact/{m.entry_path.name}"
         if model is not None:
             (job / model.name).write_bytes(model.read_bytes())
-        spec = {"format": m.target, "model": inside, "inputs": list(feeds), "outputs": outputs, "mode": mode}
+        spec = {"format": m.target, "model": inside, "inputs": list(feeds), "outputs": outputs, "mode": mode,
+                **(extra or {})}
         (job / "job.json").write_text(json.dumps(spec))
         cmd = rootfs.guest_command(root, cpu, m.entry_path.parent, job, ["/work/job/job.json"])
         t0 = time.monotonic()
@@ -74,6 +77,10 @@ def guest_run(m, cpu: str, feeds: dict[str, np.ndarray], outputs: list[str], *, 
         meta["wall_s"] = round(time.monotonic() - t0, 2)
         with np.load(job / "out.npz") as z:
             arrays = {name: z[f"t{i}"] for i, name in enumerate(meta["names"])}
+        for name, dst in (collect or {}).items():
+            if not (job / name).is_file():
+                raise ArtifactError(f"{m.name}: the arm64 guest on {cpu} wrote no {name}")
+            dst.write_bytes((job / name).read_bytes())
     return arrays, meta
 
 
@@ -112,6 +119,21 @@ class Arm64Runner(Runner):
         self.runtime_version = self.meta["runtime_version"]
         return {s.name: dequantize_output(s, raw[s.binding]).reshape((len(raw[s.binding]), *s.shape[1:]))
                 for s in self.sig.outputs}
+
+    @classmethod
+    def compare_layers(cls, m, feeds: dict, options: dict) -> list[dict]:
+        """``edgeport inspect --runtime arm64``: this artifact's tensors on the first --arm-cpu against the host's."""
+        from .layers import compare_layers
+
+        if m.target == "pte" and cls.accepts(m):
+            raise InputError(f"{m.name}: {cls.accepts(m)}")
+        return compare_layers(m, feeds, cls.variants(options)[0]["cpu"])
+
+    @staticmethod
+    def format_layers(rows: list[dict], limit: int | None = None) -> str:
+        from .layers import format_rows
+
+        return format_rows(rows, limit)
 
     def extra_fields(self) -> dict:
         name = GUEST_RUNTIME.get(self.m.target, self.m.target)
