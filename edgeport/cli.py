@@ -331,6 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-samples", type=int, default=32, help="rows of data to run (default 32)")
     s.add_argument("--top", type=int, default=None, help="print only the N worst layers")
     s.add_argument("--json", action="store_true", help="print the rows as JSON")
+    s.add_argument("--runtime", default=None, help="instead: this runtime's tensors against the host runtime's on the"
+                   " same artifact, in execution order, naming the first that diverges (arm64: ARM vs x86)")
+    _runtime_flags(s)
     s.set_defaults(fn=cmd_inspect)
 
     s = sub.add_parser("evaluate", parents=[common], help="measure size, accuracy and speed of artifacts with their real runtimes", allow_abbrev=False)
