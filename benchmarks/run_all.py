@@ -6,7 +6,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BENCHES = ["bench_models.py", "bench_harness.py", "bench_int8_speedup.py", "bench_evaluate.py", "bench_browser.py",
-           "bench_browser_threads.py", "bench_quant_budget.py", "bench_zoo.py"]
+           "bench_browser_threads.py", "bench_quant_budget.py", "bench_zoo.py", "bench_arm64.py"]
 
 if __name__ == "__main__":
     only = sys.argv[1:]

@@ -145,7 +145,8 @@ class Arm64Runner(Runner):
         if host != self.runtime_version:
             notes.append(f"aarch64 {name} {self.runtime_version} (host: {host})")
         feats = self.meta.get("hwcaps") or []
-        notes.append(f"qemu {rootfs.qemu_version()} -cpu {self.cpu}" + (f" [{' '.join(feats)}]" if feats else ""))
+        notes.append(f"qemu {rootfs.qemu_version()} -cpu {self.cpu}" + (f" [{' '.join(feats)}]" if feats else "")
+                     + (f", {self.meta['wall_s']:.1f} s under emulation" if self.meta.get("wall_s") else ""))
         return {"cpu": self.cpu, "note": "; ".join(notes), "backend": name, "runtime_version": self.runtime_version}
 
 
