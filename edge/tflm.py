@@ -13,7 +13,6 @@ Example::
 
 from __future__ import annotations
 
-import re
 
 from edgeport import micro
 from edgeport.errors import ArtifactError
@@ -27,20 +26,6 @@ _NOT_INTEGER = {
     "dynamic-int8": "dynamic-range int8 runs float activations into int8-weight FULLY_CONNECTED/CONV_2D, which TFLM"
                     " does not take",
 }
-_UNITS = {"": 1, "b": 1, "kb": 1024, "kib": 1024, "k": 1024, "mb": 1 << 20, "mib": 1 << 20, "m": 1 << 20}
-
-
-def parse_bytes(text: str) -> int:
-    """"64KB" / "64KiB" / "1MB" / "65536" -> bytes. KB is 1024 bytes, as microcontroller datasheets use it."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(text))
-    if not m or m.group(2).lower() not in _UNITS:
-        raise ValueError("not a byte size; write e.g. 256KB, 1MB or 65536 (KB = 1024 bytes)")
-    n = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
-    if n <= 0:
-        raise ValueError("must be positive")
-    return n
-
-
 def fits(arena: int, flash: int, ram_have: int | None, flash_have: int | None) -> dict | None:
     """{ram: {need, have, ok, short_by}, flash: {...}, ok} for the budgets given; None when none was."""
     out = {}
@@ -104,7 +89,7 @@ class MicroRunner(Runner):
         flash = len(self.data)
         ops = micro.op_table(self.data)
         f = fits(arena, flash, self.options.get("ram"), self.options.get("flash"))
-        note = "latency is this host's time on TFLM's reference kernels, not a board's"
+        note = "latency: host time on TFLM's reference kernels, not board time"
         if f and not f["ok"]:
             note = "; ".join(f"{k} short by {v['short_by']:,} B (needs {v['need']:,}, has {v['have']:,})"
                              for k, v in f.items() if k != "ok" and not v["ok"]) + "; " + note
@@ -119,8 +104,8 @@ register_runtime(
     measures=("accuracy", "latency", "arena", "flash"), available=micro.unavailable, compare_to="ai-edge-litert",
     flags=(RuntimeFlag("--mcu-ram", "ram", "tflite-micro: the board's RAM for the tensor arena (e.g. 256KB; KB = 1024"
                        " bytes); the row says whether the arena fits and by how much it misses", metavar="BYTES",
-                       parse=parse_bytes),
+                       parse=micro.parse_bytes),
            RuntimeFlag("--mcu-flash", "flash", "tflite-micro: the board's flash for the model array (e.g. 1MB)",
-                       metavar="BYTES", parse=parse_bytes)),
+                       metavar="BYTES", parse=micro.parse_bytes)),
     aliases=("tflm",), versions=(micro.PACKAGE,),
     description="TensorFlow Lite Micro reference kernels on this host: arena, flash, op support; host latency")

@@ -208,7 +208,7 @@ def cmd_bundle(a) -> int:
         summary = bundle(a.artifacts, getattr(a, "for"), a.out, opts)
     print("\n".join(f"  {f}" for f in summary["files"]))
     for art in summary["artifacts"]:
-        if not art["mediapipe"]:
+        if art.get("mediapipe_why_not"):
             print(f"note: {art['name']}: not for MediaPipe: {art['mediapipe_why_not']}")
     print(f"bundle: {a.out} (README.md says what goes in, what comes out, and what was checked)")
     return 0
@@ -358,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("bundle", parents=[common], allow_abbrev=False,
                        help="what an app needs beside the artifacts: metadata, preprocessing, labels, call sites, checks")
     s.add_argument("artifacts", nargs="+", help="artifacts (.tflite, .pte), their manifests, or folders of them")
-    s.add_argument("--for", required=True, metavar="PLACE", help="android (mcu: planned)")
+    s.add_argument("--for", required=True, metavar="PLACE", help="android | mcu (a C array, op resolver and arena size for TensorFlow Lite Micro)")
     s.add_argument("--out", required=True, help="the bundle folder (replaced when it holds an earlier bundle)")
     s.add_argument("--labels", default=None, metavar="FILE", help="class names, one a line (a classifier whose manifest"
                    " has none)")

@@ -227,24 +227,45 @@ def arena_total(data: bytes, arena_size: int | None = None) -> int:
     return int(m.group(1))
 
 
+# One arena probe, in a process of its own: TFLM's allocator can write past an arena a little too small for the model
+# (a segfault at some sizes just below the need, seen with a 1-D conv model at 1.7 KB of its 3.4 KB) instead of
+# failing cleanly, so a probe's crash is an answer ("does not allocate"), not the caller's death.
+_PROBE = """
+import sys
+import numpy as np
+from tflite_micro.python.tflite_micro import runtime as tflm
+data = sys.stdin.buffer.read()
+try:
+    it = tflm.Interpreter.from_bytes(data, arena_size=int(sys.argv[1]))
+    for i in range(int(sys.argv[2])):
+        d = it.get_input_details(i)
+        it.set_input(np.zeros(d["shape"], d["dtype"]), i)
+    it.invoke()
+except Exception:
+    sys.exit(3)
+"""
+
+
 def allocates(data: bytes, arena_size: int) -> bool:
-    try:
-        interpreter(data, arena_size)
-        return True
-    except MicroError:
-        return False
+    """Whether TFLM allocates and runs the model (once, on zeros) with a tensor arena of ``arena_size`` bytes."""
+    import subprocess
+
+    r = subprocess.run([sys.executable, "-c", _PROBE, str(int(arena_size)), str(_n_inputs(data))], input=data,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return r.returncode == 0
 
 
 def smallest_arena(data: bytes) -> int:
-    """The smallest tensor arena (bytes) with which TFLM allocates and runs the model on this host: a bisection below
-    the recording allocator's total (alignment slack can make a few bytes less enough)."""
+    """The smallest tensor arena (bytes) with which TFLM allocates and runs the model on this host: a bisection just
+    below the recording allocator's total (alignment slack can make a few bytes less enough), each probe a real
+    allocation."""
     hi = arena_total(data)
     while not allocates(data, hi):  # the recorded total leaves out the arena's own alignment: step up until it runs
         hi += 16
-    lo = hi // 2  # lo fails (checked), hi runs
-    if allocates(data, lo):
+    lo = hi - 64
+    if allocates(data, lo):  # the plan needs less than recorded: search the whole lower half
         lo = 0
-    while hi - lo > 1:
+    while hi - lo > 1:  # lo fails, hi runs
         mid = (lo + hi) // 2
         if allocates(data, mid):
             hi = mid
@@ -280,7 +301,7 @@ def check_profile(targets: list[str], recipes: list[str]) -> None:
     other_t = [t for t in targets if t != "tflite"]
     other_r = [r for r in recipes if r != "int8"]
     if other_t or other_r:
-        raise InputError(f"--for mcu makes a full-integer .tflite for TensorFlow Lite Micro; drop "
+        raise InputError("--for mcu makes a full-integer .tflite for TensorFlow Lite Micro; drop "
                          + " and ".join(x for x in (f"--to {','.join(other_t)}" if other_t else "",
                                                     f"--quant {','.join(other_r)}" if other_r else "") if x)
                          + " (use: --to tflite --quant int8 --for mcu)")
@@ -317,3 +338,45 @@ def _dequantize(y: np.ndarray, d: dict) -> np.ndarray:
     if y.dtype.kind in "iu" and len(q.get("scales", [])):
         return ((y.astype(np.float32) - q["zero_points"][0]) * q["scales"][0]).astype(np.float32)
     return np.asarray(y, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    core: str
+    ram: int  # on-chip SRAM, bytes (the tensor arena and everything else the firmware keeps in RAM share it)
+    flash: int  # flash for the firmware and the model array, bytes
+    source: str  # where the figures come from
+
+
+KB = 1024
+# Example boards for the README and the note, not a catalogue: check your own board's datasheet.
+BOARDS = (
+    Board("Arduino Nano 33 BLE Sense (nRF52840)", "Arm Cortex-M4F, 64 MHz", 256 * KB, 1024 * KB,
+          "Nordic nRF52840 Product Specification v1.7, section 1 (256 KB RAM, 1 MB flash)"),
+    Board("STM32F746 (e.g. 32F746G-DISCOVERY)", "Arm Cortex-M7, 216 MHz", 320 * KB, 1024 * KB,
+          "ST STM32F745xx/STM32F746xx datasheet DS10916, features (320 KB SRAM, up to 1 MB flash)"),
+    Board("ESP32-S3 (e.g. ESP32-S3-WROOM-1-N8)", "Xtensa LX7 dual-core, 240 MHz", 512 * KB, 8 * 1024 * KB,
+          "Espressif ESP32-S3 Series datasheet v1.x, section 1 (512 KB SRAM; flash is external, 8 MB on the N8"
+          " module)"),
+)
+
+
+def boards_fitting(arena: int, flash: int) -> list[str]:
+    """The example boards whose RAM holds the arena and whose flash holds the model (the firmware's own code and
+    stack are not counted: leave room for them)."""
+    return [b.name for b in BOARDS if arena <= b.ram and flash <= b.flash]
+
+
+_UNITS = {"": 1, "b": 1, "kb": 1024, "kib": 1024, "k": 1024, "mb": 1 << 20, "mib": 1 << 20, "m": 1 << 20}
+
+
+def parse_bytes(text: str) -> int:
+    """"64KB" / "64KiB" / "1MB" / "65536" -> bytes. KB is 1024 bytes, as microcontroller datasheets use it."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(text))
+    if not m or m.group(2).lower() not in _UNITS:
+        raise ValueError("not a byte size; write e.g. 256KB, 1MB or 65536 (KB = 1024 bytes)")
+    n = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    if n <= 0:
+        raise ValueError("must be positive")
+    return n

@@ -34,7 +34,7 @@ from typing import Any, Iterable
 
 import pytest
 
-__all__ = ["assert_quantized_close", "QuantizedAccuracyError", "EdgeportSession"]
+__all__ = ["assert_quantized_close", "assert_fits_mcu", "QuantizedAccuracyError", "EdgeportSession"]
 
 # edgeport_convert's keyword options: how the source is loaded, and ConvertOptions (the CLI's flags).
 _SOURCE_OPTIONS = ("weights", "inputs", "input_shape", "task", "imports", "name")
@@ -208,8 +208,11 @@ class EdgeportSession:
 
     # ------------------------------------------------------------------------------------------ evaluate
     def evaluate(self, artifacts: Any, data: Any = None, threads: int | str | Iterable = 1, browser: str | None = None,
-                 task: str | None = None, quick: bool = True, timeout_s: float | None = None):
-        """A Report for ``artifacts`` (manifests, manifest paths or folders); each row measured once per session."""
+                 task: str | None = None, quick: bool = True, timeout_s: float | None = None,
+                 runtime: str | Iterable[str] | None = None, runtime_options: dict | None = None):
+        """A Report for ``artifacts`` (manifests, manifest paths or folders); each row measured once per session.
+        ``runtime``: registry names (``"tflite-micro"``), default the host runtimes; ``runtime_options``: their flags'
+        values, e.g. ``{"tflite-micro": {"ram": 262144}}``."""
         __tracebackhide__ = True
         from edgeport.config import EvaluateOptions
         from edgeport.errors import InputError
@@ -222,7 +225,8 @@ class EdgeportSession:
                              " returned, or a folder of *.manifest.json")
         spec = self._data(data, "data")
         ths = tuple(str(threads).split(",") if isinstance(threads, (int, str)) else (str(t) for t in threads))
-        opts = EvaluateOptions(threads=ths, data=spec,
+        rts = None if runtime is None else ((runtime,) if isinstance(runtime, str) else tuple(runtime))
+        opts = EvaluateOptions(threads=ths, data=spec, runtimes=rts, runtime_options=dict(runtime_options or {}),
                                **({"timeout_s": float(timeout_s)} if timeout_s is not None else {}))
         metas = {}
         for p in paths:
@@ -236,7 +240,8 @@ class EdgeportSession:
                 raise InputError(f"edgeport_evaluate(task={task!r}): {', '.join(wrong)} were converted for another"
                                  f" task; pass task={task!r} to edgeport_convert to measure them as {task}")
         content = _content_key(spec)
-        keys = {p: _key([str(p), _content_key(str(p)), content, ths, browser, bool(quick), opts.timeout_s]) for p in paths}
+        keys = {p: _key([str(p), _content_key(str(p)), content, ths, browser, bool(quick), opts.timeout_s]
+                        + ([rts, opts.runtime_options] if rts else [])) for p in paths}
         todo = [p for p in paths if keys[p] not in self._rows]
         self.stats["evaluation_hits"] += len(paths) - len(todo)
         groups: dict = {}
@@ -380,7 +385,7 @@ def _matches(want, value: str) -> bool:
 def assert_quantized_close(report, max_drop: float | None = None, min_cosine: float | None = None,
                            min_snr: float | None = None, *, target: str | Iterable[str] | None = None,
                            recipe: str | Iterable[str] | None = None, artifact: str | Iterable[str] | None = None,
-                           min_snr_db: float | None = None):
+                           min_snr_db: float | None = None, runtime: str | Iterable[str] | None = None):
     """Every matching row of ``report`` is within budget against the float model, in the rows' task:
 
     - classification: ``max_drop`` -- top-1 accuracy drop in percentage points (with labels; without labels, the
@@ -392,7 +397,8 @@ def assert_quantized_close(report, max_drop: float | None = None, min_cosine: fl
     The keywords are the tasks' flags (``--max-drop``, ``--min-cosine``, ``--min-snr`` of ``edgeport convert`` and
     ``evaluate``), see :mod:`edgeport.tasks`.
 
-    ``target``, ``recipe`` and ``artifact`` (a name or a list) narrow the rows checked. Raises
+    ``target``, ``recipe``, ``artifact`` and ``runtime`` (a name or a list; ``runtime="tflite-micro"`` checks the
+    microcontroller rows) narrow the rows checked. Raises
     :class:`QuantizedAccuracyError` (an AssertionError) whose message is a table of the offending rows; also when
     no row matched (a check of nothing must not pass), when a row has an error, when an artifact was not measured
     (a browser-only format evaluated without ``browser=``), or when a row's task has no budget given. Returns the
@@ -412,10 +418,10 @@ def assert_quantized_close(report, max_drop: float | None = None, min_cosine: fl
         raise TypeError("assert_quantized_close() needs a budget: " + ", ".join(
             f"{t.keyword}={t.metavar} ({t.name})" for t in ts[:-1]) + f" or {ts[-1].keyword}={ts[-1].metavar} ({ts[-1].name})")
     budget = Budget(**{t.budget_field: v for t in TASKS.values() if (v := given[t.name]) is not None})
-    filt = ", ".join(f"{k}={v!r}" for k, v in (("target", target), ("recipe", recipe), ("artifact", artifact))
-                     if v is not None)
+    filt = ", ".join(f"{k}={v!r}" for k, v in (("target", target), ("recipe", recipe), ("artifact", artifact),
+                                                ("runtime", runtime)) if v is not None)
     rows = [r for r in report.rows if _matches(target, r.target) and _matches(recipe, r.recipe)
-            and _matches(artifact, r.artifact)]
+            and _matches(artifact, r.artifact) and _matches(runtime, r.runtime)]
     if not rows:
         have = sorted({f"{r.artifact} ({r.target} {r.recipe})" for r in report.rows}) or ["no rows at all"]
         raise QuantizedAccuracyError(f"edgeport: no row matched {filt or 'the report'}; nothing was checked.\n"
@@ -450,6 +456,45 @@ def assert_quantized_close(report, max_drop: float | None = None, min_cosine: fl
         lines.append('browser-only formats: pass browser="chromium" to edgeport_evaluate, or leave them out with'
                      " target=")
     raise QuantizedAccuracyError("\n".join(lines))
+
+
+def assert_fits_mcu(report, ram: int | str | None = None, flash: int | str | None = None, *,
+                    artifact: str | Iterable[str] | None = None) -> list:
+    """Every microcontroller row (``edgeport evaluate --runtime tflite-micro``) of ``report`` fits a board with
+    ``ram`` bytes for the tensor arena and ``flash`` bytes for the model (ints, or "256KB" / "1MB" as on the command
+    line). Raises :class:`QuantizedAccuracyError` naming each row that misses and by how much, or when no row was
+    measured on a microcontroller runtime. Returns the rows checked.
+
+    Example::
+
+        report = edgeport_evaluate(manifests, runtime="tflite-micro")
+        assert_fits_mcu(report, ram="256KB", flash="1MB")
+    """
+    __tracebackhide__ = True
+    from edgeport.micro import parse_bytes
+
+    if ram is None and flash is None:
+        raise TypeError("assert_fits_mcu() needs ram= and/or flash= (bytes, or '256KB' / '1MB')")
+    have = {k: (parse_bytes(v) if isinstance(v, str) else int(v)) for k, v in (("ram", ram), ("flash", flash))
+            if v is not None}
+    rows = [r for r in report.rows if r.where == "mcu" and _matches(artifact, r.artifact)]
+    measured = [r for r in rows if r.error is None and not r.skipped and r.arena_bytes is not None]
+    if not measured:
+        why = "; ".join(f"{r.artifact}: {r.error or r.skipped}" for r in rows) or "no microcontroller rows at all"
+        raise QuantizedAccuracyError(f"edgeport: nothing measured on a microcontroller runtime ({why}); evaluate with"
+                                     " runtime='tflite-micro' and full-integer artifacts (convert --for mcu)")
+    misses = []
+    for r in measured:
+        need = {"ram": r.arena_bytes, "flash": r.flash_bytes}
+        short = [f"{k} short by {need[k] - v:,} B (needs {need[k]:,}, has {v:,})" for k, v in have.items() if need[k] > v]
+        if short:
+            misses.append(f"{r.artifact}: " + "; ".join(short))
+    unmeasured = [f"{r.artifact}: {r.error or r.skipped}" for r in rows if r not in measured]
+    if misses or unmeasured:
+        raise QuantizedAccuracyError("edgeport: " + (f"{len(misses)} artifact(s) do not fit the board" if misses else
+                                                      "some artifacts were not measured") + "\n" +
+                                     "\n".join(misses + unmeasured))
+    return measured
 
 
 def _headline(over, errors, unmeasured, measured, b) -> str:
