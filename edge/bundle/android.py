@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeport.errors import InputError, UnsupportedError
+from edgeport.errors import InputError, UnsupportedError, one_line
 from edgeport.manifest import Manifest
 
 from . import BundleOptions, kotlin
@@ -143,6 +143,10 @@ def _mediapipe_fit(it: Item) -> tuple[str | None, str | None]:
             return None, (f"MediaPipe ImageClassifier needs an RGB NHWC input (uint8 or float32, depth 3); this one is"
                           f" {img.name}:{img.dtype}{list(img.shape)} {img.layout}; convert with --input-format"
                           " rgb-uint8-nhwc")
+        out0 = sig.outputs[0]
+        if out0.dtype not in ("float32", "uint8"):
+            return None, (f"MediaPipe ImageClassifier reads float32 or uint8 scores; {out0.name} is {out0.dtype}"
+                          " (int8 I/O); bundle the fp32 or dynamic-int8 artifact for MediaPipe")
         return "image-classifier", None
     if it.kind == "text":
         roles = [t.role for t in sig.inputs]
@@ -305,10 +309,13 @@ def _verify(it: Item, out: Path) -> dict:
             res["litert_compiled_model"] = _compare(m, ref, got)
         else:
             res["executorch_preprocessing_file"] = _check_pte_preprocessing(it, out, ref_runner)
-    if it.mediapipe == "image-classifier":
-        res["mediapipe"] = _check_image_classifier(it, out, ref_runner, probe)
-    elif it.mediapipe in ("text-embedder", "text-classifier"):
-        res["mediapipe"] = _check_text(it, out, ref_runner)
+    try:
+        if it.mediapipe == "image-classifier":
+            res["mediapipe"] = _check_image_classifier(it, out, ref_runner, probe)
+        elif it.mediapipe in ("text-embedder", "text-classifier"):
+            res["mediapipe"] = _check_text(it, out, ref_runner)
+    except (ValueError, RuntimeError) as e:  # MediaPipe refused the model: the bundle says so, as a failed check
+        res["mediapipe"] = {"task": it.mediapipe, "mediapipe": _mp_version(), "failed": one_line(e, 300)}
     return res
 
 

@@ -111,6 +111,7 @@ def _writers():
     return metadata_writer
 
 
+
 def signature_tensor_names(model: bytes) -> dict[str, str]:
     """The .tflite's serving signature: {signature key (the manifest's binding): tensor name}, inputs and outputs."""
     from mediapipe.tasks.metadata import schema_py_generated as sfb
@@ -142,7 +143,10 @@ def image_classifier_metadata(model: bytes, *, name: str, description: str, vers
         w.add_classification_output(mw.Labels().add_from_file(labels_file))
     else:
         w.add_feature_output("output", "model output")
-    return _finish(w, version, author)
+    try:
+        return _finish(w, version, author)
+    finally:
+        del w
 
 
 def bert_embedder_metadata(model: bytes, *, name: str, description: str, version: str, vocab_file: str,
@@ -154,7 +158,10 @@ def bert_embedder_metadata(model: bytes, *, name: str, description: str, version
     w.add_general_info(name, description)
     w.add_bert_text_input(mw.BertTokenizer(vocab_file), ids, mask, segments)
     w.add_feature_output("embedding", "sentence embedding")
-    return _finish(w, version, author)
+    try:
+        return _finish(w, version, author)
+    finally:
+        del w
 
 
 def _finish(w, version: str, author: str) -> tuple[bytes, str]:
@@ -162,10 +169,13 @@ def _finish(w, version: str, author: str) -> tuple[bytes, str]:
     w._general_md.version = version
     w._general_md.author = author
     tflite, js = w.populate()
-    # The writer removes its temporary folder in __del__, which fails when it runs at interpreter exit (os is gone);
-    # remove it now.
+    # The writer removes its temporary folder in __del__, which fails when it runs at interpreter exit (os is gone).
+    # populate() leaves a frame alive (a stored traceback's f_back chain reaches the callers), so no frame may keep
+    # the writer: each caller deletes its name too.
     w._temp_folder.cleanup()
+    del w
     return bytes(tflite), js
+
 
 
 def plain_metadata(model: bytes, *, name: str, description: str, version: str, inputs: list[str], outputs: list[str],
@@ -182,4 +192,7 @@ def plain_metadata(model: bytes, *, name: str, description: str, version: str, i
             w.add_classification_output(mw.Labels().add_from_file(labels_file), name=n, description=f"output {n}")
         else:
             w.add_feature_output(n, f"output {n}")
-    return _finish(w, version, author)
+    try:
+        return _finish(w, version, author)
+    finally:
+        del w

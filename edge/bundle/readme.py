@@ -126,7 +126,10 @@ def render(items, pre: dict, checks: dict, rows: dict, cpu: str) -> str:
             L.append("- checked: inputs built from raw data by the preprocessing file alone, run with"
                      " executorch.runtime, against edgeport's own preprocessing: "
                      + ", ".join(f"{k} {_fmt(v)}" for k, v in x.items()))
-        if c.get("mediapipe"):
+        if (c.get("mediapipe") or {}).get("failed"):
+            L.append(f"- FAILED: MediaPipe {c['mediapipe']['task']} ({c['mediapipe']['mediapipe']}) refused the bundled"
+                     f" model: {c['mediapipe']['failed']}")
+        elif c.get("mediapipe"):
             x = c["mediapipe"]
             L.append(f"- checked: MediaPipe {x.get('task')} ({x.get('mediapipe')}, Python, same C++ graph as Android)"
                      f" on {x.get('input', 'inputs')}, against edgeport's runner: "
