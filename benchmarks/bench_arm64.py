@@ -27,7 +27,7 @@ def main(cpus: str, fresh: bool) -> dict:
     from edgeport.convert import convert
     from edgeport.edge.arm64 import rootfs
     from edgeport.edge.arm64.runner import parse_cpus
-    from edgeport.edge.evaluate import evaluate
+    from edgeport.evaluate import evaluate
 
     out: dict = {"qemu": rootfs.qemu_version(), "lock": str(rootfs.LOCK.name), "rootfs_key": rootfs.key()}
     if fresh:

@@ -150,7 +150,7 @@ def _rows(report) -> list[dict]:
 
 def main(keep: str | None = None, sets=SETS) -> dict:
     from edgeport.config import EvaluateOptions
-    from edgeport.edge.evaluate import evaluate
+    from edgeport.evaluate import evaluate
 
     out: dict = {"sets": {}}
     with tempfile.TemporaryDirectory() as tmp:

@@ -15,8 +15,8 @@ from common import write  # noqa: E402
 def main() -> dict:
     from edgeport.config import EvaluateOptions
     from edgeport.convert import convert
-    from edgeport.demo.main import DEMO_JOBS
-    from edgeport.edge.evaluate import evaluate
+    from edgeport.app.demo import DEMO_JOBS
+    from edgeport.evaluate import evaluate
 
     with tempfile.TemporaryDirectory() as d:
         for model, targets in DEMO_JOBS:

@@ -21,7 +21,7 @@ def main() -> dict:
 
     from edgeport.convert import convert
     from edgeport.registry import runner_for
-    from edgeport.edge.worker import latency
+    from edgeport.worker import latency
 
     out = []
     with tempfile.TemporaryDirectory() as d:

@@ -15,7 +15,7 @@ from common import write  # noqa: E402
 
 
 def _time(manifests, folder: Path, data: Path) -> dict:
-    from edgeport.edge.evaluate import _run_worker
+    from edgeport.evaluate import _run_worker
 
     out = {}
     for m in manifests:

@@ -27,7 +27,7 @@ MODELS = {
 def run(name: str) -> dict:
     from edgeport.config import EvaluateOptions
     from edgeport.convert import convert
-    from edgeport.edge.evaluate import evaluate
+    from edgeport.evaluate import evaluate
     from edgeport.registry import targets
 
     spec, wanted, recipes = MODELS[name]

@@ -24,7 +24,7 @@ def __getattr__(name):  # keep `import edgeport` light: TF and torch load only w
 
         return convert
     if name == "evaluate":
-        from edgeport.edge.evaluate import evaluate
+        from edgeport.evaluate import evaluate
 
         return evaluate
     if name == "load_source":

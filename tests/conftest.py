@@ -60,7 +60,7 @@ def manifests(artifacts):
 @pytest.fixture(scope="session")
 def native_report(artifacts, tmp_path_factory):
     from edgeport.config import EvaluateOptions
-    from edgeport.edge.evaluate import evaluate
+    from edgeport.evaluate import evaluate
 
     out = tmp_path_factory.mktemp("report")
     return evaluate([artifacts], EvaluateOptions(threads=("1", "all")), out=out, quick=True), out

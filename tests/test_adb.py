@@ -60,7 +60,7 @@ def test_garbage_output_is_a_clear_error():
 
 
 def test_no_adb_on_path(monkeypatch, capsys, tmp_path):
-    from edgeport.cli import main
+    from edgeport.app.cli import main
 
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(InputError, match="adb not found on PATH; install Android platform-tools"):

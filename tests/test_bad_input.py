@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeport.cli import main
+from edgeport.app.cli import main
 
 
 def run_cli(capsys, *args):

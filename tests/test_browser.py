@@ -216,7 +216,7 @@ def test_browser_without_data_measures_the_probe_rows(browser, tmp_path):
 
     from edgeport.config import ConvertOptions, EvaluateOptions
     from edgeport.convert import convert
-    from edgeport.edge.evaluate import PROBE_DATA, evaluate
+    from edgeport.evaluate import PROBE_DATA, evaluate
     from edgeport.signature import make_input
     from edgeport.sources import load_source
 

@@ -44,7 +44,7 @@ def few(artifacts, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def threads_report(few, browser, tmp_path_factory) -> tuple[Report, Path]:
     from edgeport.config import EvaluateOptions
-    from edgeport.edge.evaluate import evaluate
+    from edgeport.evaluate import evaluate
 
     out = tmp_path_factory.mktemp("threads-report")
     return evaluate([few], EvaluateOptions(threads=("1", "all")), out=out, browser=browser, quick=True), out

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeport.cli import main
+from edgeport.app.cli import main
 from edgeport.config import ConvertOptions
 from edgeport.edge.bundle import BUNDLERS, BundleOptions, bundle, get_bundler
 from edgeport.errors import InputError

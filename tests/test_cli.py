@@ -2,7 +2,7 @@ import shutil
 import subprocess
 import sys
 
-from edgeport.cli import main
+from edgeport.app.cli import main
 from edgeport.registry import matrix, matrix_table
 
 
@@ -46,10 +46,11 @@ def test_package_installs_only_edgeport(tmp_path):
     names = zipfile.ZipFile(whl).namelist()
     top = {n.split("/")[0] for n in names}
     assert {t for t in top if not t.endswith(".dist-info")} == {"edgeport"}, sorted(top)
-    for f in ("edgeport/cli.py", "edgeport/converters/tflite/from_torch.py", "edgeport/converters/pte/runner.py",
-              "edgeport/quantization/pt2e.py", "edgeport/edge/worker.py", "edgeport/web/server.py",
-              "edgeport/web/static/index.html", "edgeport/demo/main.py"):
+    for f in ("edgeport/app/cli.py", "edgeport/app/pytest_plugin.py", "edgeport/app/demo.py", "edgeport/pool.py",
+              "edgeport/converters/tflite/from_torch.py", "edgeport/converters/pte/runner.py",
+              "edgeport/quantization/pt2e.py", "edgeport/worker.py", "edgeport/web/server.py",
+              "edgeport/web/static/index.html", "edgeport/demo/models.py"):
         assert f in names, f
     assert not [n for n in names if "node_modules" in n or "/tests/" in n or n.startswith("tests/")]
     eps = zipfile.ZipFile(whl).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
-    assert "edgeport = edgeport.cli:main" in eps and "tflite = edgeport.converters.tflite" in eps
+    assert "edgeport = edgeport.app.cli:main" in eps and "tflite = edgeport.converters.tflite" in eps

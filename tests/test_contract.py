@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeport.cli import main
+from edgeport.app.cli import main
 from edgeport.manifest import Manifest
 
 # Converts the built-ins or launches Chromium: the full tier (./run test), not ./run test-fast.

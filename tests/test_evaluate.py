@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edgeport.config import EvaluateOptions
-from edgeport.edge.evaluate import evaluate
+from edgeport.evaluate import evaluate
 from edgeport.manifest import Manifest
 from edgeport.report import Report
 
@@ -144,7 +144,7 @@ def test_corrupted_artifacts_become_error_rows(tmp_path, manifests):
 
 
 def test_manifest_problems_become_error_rows(tmp_path, manifests, native_report, capsys):
-    from edgeport.cli import main
+    from edgeport.app.cli import main
 
     ms = _copy(manifests, ["simplecnn-keras.fp32.tflite", "simplecnn-keras.int8.tflite", "simplecnn-torch.dynamic-int8.pte"], tmp_path)
     # 1. a manifest naming a missing file

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeport.cli import main
+from edgeport.app.cli import main
 from edgeport.errors import ArtifactError, ConversionFailed
 from edgeport.manifest import Manifest, file_entries
 
@@ -209,7 +209,7 @@ def test_valid_manifest_reads_and_checks(tmp_path):
 
 
 def test_bad_manifests_and_unknown_target_are_error_rows(tmp_path):
-    from edgeport.edge.evaluate import read_manifests
+    from edgeport.evaluate import read_manifests
     from edgeport.report import Report
 
     _write_manifest(tmp_path, files=[{"path": "../../../../etc/passwd", "bytes": 1, "sha256": "0" * 64}])
@@ -392,7 +392,7 @@ def test_out_that_is_a_file_and_missing_evaluate_path(capsys, tmp_path):
 
 
 def test_every_oserror_is_one_line(capsys, monkeypatch):
-    import edgeport.cli as cli_mod
+    import edgeport.app.cli as cli_mod
 
     def boom(a):
         raise OSError(errno.ENOSPC, "No space left on device", "/x/y.tflite")
@@ -597,7 +597,7 @@ def pt2_art(tmp_path_factory):
 @pytest.mark.slow
 def test_evaluate_from_another_directory_finds_the_float_reference(pt2_art, tmp_path, monkeypatch):
     from edgeport.config import EvaluateOptions
-    from edgeport.edge.evaluate import evaluate
+    from edgeport.evaluate import evaluate
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -618,7 +618,7 @@ def test_bad_labels(pt2_art, tmp_path, labels, expect):
     """Labels outside one model's classes are that model's error row; labels that are no class indices at all are
     the data set's fault, refused before anything runs."""
     from edgeport.config import EvaluateOptions
-    from edgeport.edge.evaluate import evaluate
+    from edgeport.evaluate import evaluate
     from edgeport.errors import InputError
 
     with np.load(pt2_art / "data.npz") as z:
@@ -638,7 +638,7 @@ def test_evaluate_without_data_measures_the_probe_rows(pt2_art):
     """A user model with no --data and no default set is measured on the probe rows written at conversion, against
     the float outputs recorded then: agreement, no accuracy (no labels), and the report says which data it was."""
     from edgeport.config import EvaluateOptions
-    from edgeport.edge.evaluate import PROBE_DATA, evaluate
+    from edgeport.evaluate import PROBE_DATA, evaluate
 
     report = evaluate([pt2_art / "art"], EvaluateOptions(threads=("1",)), quick=True)
     (row,) = report.rows
@@ -681,7 +681,7 @@ def test_bad_evaluation_data_fails_the_run_in_one_line(pt2_art, capsys, tmp_path
 
 def test_strict_counts_errors_not_skipped_rows(capsys, tmp_path, monkeypatch):
     """--browser --strict: a backend without an adapter (WebGPU here) is a skipped row, which is no failure."""
-    import edgeport.edge.evaluate as ev
+    import edgeport.evaluate as ev
     from edgeport.report import Report, Row
 
     base = dict(target="tfjs", recipe="fp32", source="s", runtime="tfjs", threads=None, device="chromium", manifest="m")
@@ -718,7 +718,7 @@ def test_worker_peak_rss_matches_an_independent_measurement(tmp_path):
     max(25 %, 8 MiB)."""
     import tensorflow as tf
 
-    from edgeport.edge.evaluate import _run_worker
+    from edgeport.evaluate import _run_worker
 
     tf.keras.utils.set_random_seed(0)
     km = tf.keras.applications.MobileNetV2(input_shape=(224, 224, 3), weights=None, classes=1000)

@@ -302,7 +302,7 @@ def test_an_int8_embedding_that_answers_zeros_is_flagged_and_fails(tmp_path, mon
     zero: the report says cosine 0 (what the outputs give), flags all-zero, and the pytest assertion fails on it."""
     from edgeport.config import ConvertOptions, EvaluateOptions
     from edgeport.convert import convert
-    from edgeport.edge.evaluate import evaluate
+    from edgeport.evaluate import evaluate
     from edgeport.signature import parse_input_spec
 
     (tmp_path / "zeroemb.py").write_text(ZERO_EMB)

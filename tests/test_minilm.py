@@ -31,7 +31,7 @@ def minilm(tmp_path_factory):
 @pytest.fixture(scope="module")
 def minilm_report(minilm, tmp_path_factory, browser):
     from edgeport.config import EvaluateOptions
-    from edgeport.edge.evaluate import evaluate
+    from edgeport.evaluate import evaluate
 
     out, _ = minilm
     rep = tmp_path_factory.mktemp("minilm-report")

@@ -1,4 +1,4 @@
-"""The pytest plugin (edgeport.testing): fixtures, caching, budgets that explain themselves, --edgeport-report.
+"""The pytest plugin (edgeport.app.pytest_plugin; the assertion is edgeport.testing): fixtures, caching, budgets that explain themselves, --edgeport-report.
 
 The plugin is exercised the way a user meets it: test files of their own, run by pytest in a subprocess with the
 plugin loaded from its pytest11 entry point. That session converts for real (LiteRT, ExecuTorch) once per module;
@@ -143,9 +143,9 @@ COUNTING_CONFTEST = '''
 import json, os
 
 import edgeport.convert
-import edgeport.edge.evaluate
+import edgeport.evaluate
 
-_convert, _evaluate = edgeport.convert.convert, edgeport.edge.evaluate.evaluate
+_convert, _evaluate = edgeport.convert.convert, edgeport.evaluate.evaluate
 
 
 def _log(**event):
@@ -167,7 +167,7 @@ def counting_evaluate(paths, *a, **kw):
 
 
 edgeport.convert.convert = counting_convert
-edgeport.edge.evaluate.evaluate = counting_evaluate
+edgeport.evaluate.evaluate = counting_evaluate
 '''
 
 
@@ -270,7 +270,7 @@ def test_p_no_edgeport_disables_the_plugin(pytester):
 
 
 def test_plugin_import_is_light():
-    code = ("import sys, edgeport.testing; heavy = [m for m in ('torch', 'tensorflow', 'keras', 'executorch')"
+    code = ("import sys, edgeport.testing, edgeport.app.pytest_plugin; heavy = [m for m in ('torch', 'tensorflow', 'keras', 'executorch')"
             " if m in sys.modules]; assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 

@@ -255,7 +255,7 @@ def test_cli_budget_and_inspect(tmp_path, capsys):
     names, worst first, and --json gives the same rows to machines."""
     import json as _json
 
-    from edgeport.cli import main
+    from edgeport.app.cli import main
     from edgeport.manifest import Manifest
 
     assert main(["convert", "--model", "builtin:simplecnn-keras", "--to", "tflite", "--quant", "int8", "--max-drop", "0.3",
@@ -279,7 +279,7 @@ def test_best_within_budget_prefers_the_budgeted_artifact(outlier_source, digits
 
     from edgeport.config import ConvertOptions, EvaluateOptions
     from edgeport.convert import convert
-    from edgeport.edge.evaluate import evaluate
+    from edgeport.evaluate import evaluate
     from edgeport.report import Budget
 
     xc, xh, yh = digits_nchw

@@ -22,7 +22,7 @@ def test_every_format_with_a_host_runtime_is_covered_here():
 
 @pytest.mark.parametrize("runtime,target", HOST)
 def test_host_runtime_answers_like_numpy(tmp_path, runtime, target):
-    from edgeport.edge.evaluate import evaluate
+    from edgeport.evaluate import evaluate
 
     artifact(tmp_path, target)
     report = evaluate([tmp_path], EvaluateOptions(threads=("1",), runtimes=(runtime,)), quick=True)
@@ -37,7 +37,7 @@ def test_host_runtime_answers_like_numpy(tmp_path, runtime, target):
 def test_runtime_selection_skips_what_cannot_run_with_a_reason(tmp_path):
     """An unavailable runtime (adb without a phone here), and a format the selected runtimes do not run, are
     skipped rows saying why and what to do; the available runtime still measures."""
-    from edgeport.edge.evaluate import evaluate
+    from edgeport.evaluate import evaluate
 
     artifact(tmp_path, "onnx")
     artifact(tmp_path, "tflite")
@@ -53,7 +53,7 @@ def test_runtime_selection_skips_what_cannot_run_with_a_reason(tmp_path):
 
 
 def test_cli_runtime_errors_are_one_line(tmp_path, capsys):
-    from edgeport.cli import main
+    from edgeport.app.cli import main
 
     artifact(tmp_path, "onnx")
     assert main(["evaluate", str(tmp_path), "--runtime", "tpu", "--out", str(tmp_path / "r")]) == 2
@@ -68,7 +68,7 @@ def test_cli_runtime_errors_are_one_line(tmp_path, capsys):
 
 
 def test_targets_lists_runtimes_with_availability(capsys):
-    from edgeport.cli import main
+    from edgeport.app.cli import main
 
     assert main(["targets"]) == 0
     out = capsys.readouterr().out

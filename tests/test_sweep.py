@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeport.cli import main
+from edgeport.app.cli import main
 from edgeport.edge.sweep import jobs as J
 from edgeport.edge.sweep.limits import classify
 from edgeport.edge.sweep.matrix import load_matrix

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeport.cli import build_parser, main
+from edgeport.app.cli import build_parser, main
 from edgeport.errors import InputError, UnsupportedError
 from edgeport.report import Report, Row
 from edgeport.tasks import TASKS, Budget, get_task

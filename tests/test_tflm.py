@@ -137,7 +137,7 @@ def kws(tmp_path_factory):
 @pytest.mark.slow
 def test_kws_converts_for_mcu_and_runs_on_tflm_within_1pp(kws, tmp_path):
     """The CLI path: evaluate --runtime tflite-micro with a board budget; the row has arena, flash, ops and fits."""
-    from edgeport.cli import main
+    from edgeport.app.cli import main
 
     m = kws["manifest"]
     assert m.quantization["profile"] == "mcu"
@@ -174,7 +174,7 @@ def test_kws_converts_for_mcu_and_runs_on_tflm_within_1pp(kws, tmp_path):
 def test_builtins_convert_for_mcu_and_hold_accuracy_on_tflm(tmp_path):
     from edgeport.config import ConvertOptions, EvaluateOptions
     from edgeport.convert import convert
-    from edgeport.edge.evaluate import evaluate
+    from edgeport.evaluate import evaluate
     from edgeport.testing import QuantizedAccuracyError, assert_fits_mcu, assert_quantized_close
 
     ms = []
@@ -205,7 +205,7 @@ def test_what_tflm_cannot_run_is_one_line(kws, tmp_path):
 
     from edgeport.config import ConvertOptions, EvaluateOptions
     from edgeport.convert import convert
-    from edgeport.edge.evaluate import evaluate
+    from edgeport.evaluate import evaluate
 
     keras.utils.set_random_seed(0)
     inp = keras.Input((FRAMES, BINS), batch_size=1, name="features")
@@ -236,7 +236,7 @@ def test_what_tflm_cannot_run_is_one_line(kws, tmp_path):
 
 @pytest.mark.slow
 def test_bundle_for_mcu_compiles_and_lists_exactly_the_models_ops(kws, tmp_path):
-    from edgeport.cli import main
+    from edgeport.app.cli import main
     from edgeport.edge.bundle.mcu import arena_constant, parse_c_array
 
     m = kws["manifest"]

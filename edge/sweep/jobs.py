@@ -4,7 +4,7 @@ A conversion job is one (model, target, recipe); a measurement job is one (artif
 dict (it travels to a process pool or a Dask worker); its result is a dict with the artifact's files as bytes, so
 the artifacts come back to the sweep's folder whichever machine made them.
 
-The two calls into the rest of edgeport (``edgeport.convert`` and ``edgeport.edge.evaluate.evaluate``) are
+The two calls into the rest of edgeport (``edgeport.convert`` and ``edgeport.evaluate.evaluate``) are
 :func:`convert_adapter` and :func:`evaluate_adapter`, and nothing else here knows their signatures.
 """
 
@@ -165,7 +165,7 @@ def evaluate_adapter(manifest: Path, runtime: str, o: dict) -> tuple[list, dict,
     """One artifact on one runtime: (rows, float baselines by source, report extras)."""
     from edgeport import defaults
     from edgeport.config import EvaluateOptions
-    from edgeport.edge.evaluate import evaluate
+    from edgeport.evaluate import evaluate
     from edgeport.report import Budget
 
     budget = Budget(max_drop_pp=float(o.get("budget", defaults.ACCURACY_BUDGET_PP)),

@@ -11,10 +11,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
 
-from . import defaults  # noqa: E402
+from edgeport import defaults  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from .errors import ConversionFailed, EdgeportError, InputError, Terminated, describe_os_error  # noqa: E402
+from edgeport.errors import ConversionFailed, EdgeportError, InputError, Terminated, describe_os_error  # noqa: E402
 
 
 def _csv(s: str) -> list[str]:
@@ -22,9 +22,9 @@ def _csv(s: str) -> list[str]:
 
 
 def cmd_targets(a) -> int:
-    from .recipes import RECIPES
-    from .registry import matrix_table, runtimes_table
-    from .tasks import TASKS
+    from edgeport.recipes import RECIPES
+    from edgeport.registry import matrix_table, runtimes_table
+    from edgeport.tasks import TASKS
 
     print(matrix_table())
     print()
@@ -39,7 +39,7 @@ def cmd_targets(a) -> int:
 
 def _budget_targets() -> dict[str, list[str]]:
     """recipe -> the targets whose converter runs a budget search for it."""
-    from .registry import matrix
+    from edgeport.registry import matrix
 
     out: dict[str, list[str]] = {}
     for t, c in matrix():
@@ -51,11 +51,11 @@ def _budget_targets() -> dict[str, list[str]]:
 
 
 def cmd_convert(a) -> int:
-    from .config import ConvertOptions
-    from .convert import CONVERT_TIMEOUT_S, convert
-    from .report import artifact_table
-    from .signature import parse_input_spec
-    from .sources import parse_shape
+    from edgeport.config import ConvertOptions
+    from edgeport.convert import CONVERT_TIMEOUT_S, convert
+    from edgeport.report import artifact_table
+    from edgeport.signature import parse_input_spec
+    from edgeport.sources import parse_shape
 
     inputs = [parse_input_spec(t) for t in a.input or []]
     if a.input_shape:
@@ -63,7 +63,7 @@ def cmd_convert(a) -> int:
             raise InputError("give either --input (repeatable) or --input-shape, not both")
         inputs = [parse_shape(a.input_shape)]
     budget = _budget(a)
-    from .fronts import parse_norm
+    from edgeport.fronts import parse_norm
 
     opts = ConvertOptions(calib=a.calib, data=a.data, int8_io=a.int8_io, strict_parity=a.strict_parity, budget=budget,
                           input_format=a.input_format, mean=parse_norm(a.mean, "--mean"), std=parse_norm(a.std, "--std"),
@@ -87,7 +87,7 @@ def cmd_convert(a) -> int:
 
 def _budget(a):
     """The budget flags given (--max-drop / --min-cosine / --min-snr, one per task), or None when none was."""
-    from .tasks import TASKS, Budget
+    from edgeport.tasks import TASKS, Budget
 
     kw = {t.budget_field: getattr(a, t.keyword) for t in TASKS.values() if getattr(a, t.keyword) is not None}
     return Budget(**kw) if kw else None
@@ -95,9 +95,9 @@ def _budget(a):
 
 def _budget_fits(paths: list[str], budget) -> None:
     """A budget flag for a task none of the artifacts has would judge nothing: one line naming the right flag."""
-    from .errors import EdgeportError
-    from .manifest import Manifest, find_manifests
-    from .tasks import get_task
+    from edgeport.errors import EdgeportError
+    from edgeport.manifest import Manifest, find_manifests
+    from edgeport.tasks import get_task
 
     if budget is None:
         return
@@ -117,7 +117,7 @@ def _budget_fits(paths: list[str], budget) -> None:
 
 def _budget_flags(s: argparse.ArgumentParser, help: str) -> None:
     """One flag per task (edgeport.tasks), the same names in convert and evaluate."""
-    from .tasks import TASKS
+    from edgeport.tasks import TASKS
 
     for t in TASKS.values():
         s.add_argument(t.flag, dest=t.keyword, type=float, default=None, metavar=t.metavar,
@@ -125,11 +125,11 @@ def _budget_flags(s: argparse.ArgumentParser, help: str) -> None:
 
 
 def cmd_evaluate(a) -> int:
-    from .config import EvaluateOptions
-    from .console import quiet
-    from .fileio import RunFolder
-    from .report import table
-    from .tasks import Budget
+    from edgeport.config import EvaluateOptions
+    from edgeport.console import quiet
+    from edgeport.fileio import RunFolder
+    from edgeport.report import table
+    from edgeport.tasks import Budget
 
     runtimes, runtime_options = _runtime_choice(a)
     opts = EvaluateOptions(threads=tuple(_csv(a.threads)), data=a.data, timeout_s=a.timeout, budget=_budget(a) or Budget(),
@@ -139,13 +139,13 @@ def cmd_evaluate(a) -> int:
             raise InputError(f"{p} does not exist; pass a folder of artifacts or a manifest written by `edgeport convert`")
     _budget_fits(a.paths, opts.budget if _budget(a) else None)
     if a.data:  # a missing, unreadable or unknown data set fails here, before a report folder exists
-        from .data import load_dataset
+        from edgeport.data import load_dataset
 
         load_dataset(a.data, "heldout")
     # The report folder must be writable before minutes of measuring, not after.
     with RunFolder(a.out) as run, quiet(run.log, enabled=not a.verbose, shown=run.kept_log):
         run.keep_log = True
-        from edgeport.edge.evaluate import evaluate
+        from edgeport.evaluate import evaluate
 
         report = evaluate(a.paths, opts, out=a.out, browser=a.browser, quick=a.quick)
         print(table(report))
@@ -163,7 +163,7 @@ def cmd_evaluate(a) -> int:
 def _runtime_choice(a) -> tuple[tuple[str, ...] | None, dict]:
     """--runtime (and the legacy --device adb[:serial]) -> runtime names; each runtime's own flags -> its options.
     Asking only for runtimes that cannot run here is one line naming why and the fix (nothing could be measured)."""
-    from .registry import get_runtime, runtimes
+    from edgeport.registry import get_runtime, runtimes
 
     names = _csv(a.runtime) if a.runtime else None
     options: dict = {}
@@ -197,8 +197,8 @@ def _runtime_choice(a) -> tuple[tuple[str, ...] | None, dict]:
 def cmd_bundle(a) -> int:
     from edgeport.edge.bundle import BundleOptions, bundle
 
-    from .console import quiet
-    from .fronts import parse_norm
+    from edgeport.console import quiet
+    from edgeport.fronts import parse_norm
 
     opts = BundleOptions(labels=a.labels, mean=parse_norm(a.mean, "--mean"), std=parse_norm(a.std, "--std"),
                          mediapipe=a.mediapipe, verify=not a.no_verify, report=a.report)
@@ -224,7 +224,7 @@ def cmd_inspect(a) -> int:
 
     from edgeport.edge.inspect import cmd_inspect as run
 
-    from .console import quiet
+    from edgeport.console import quiet
 
     # Library output (TF's C++ lines, absl warnings) would bury the table; -v shows it. inspect writes no folder,
     # so the log lives only as long as the command.
@@ -240,10 +240,10 @@ def cmd_serve(a) -> int:
 
 
 def cmd_demo(a) -> int:
-    from edgeport.demo.main import run_demo
+    from edgeport.app.demo import run_demo
 
-    from .console import quiet
-    from .fileio import RunFolder
+    from edgeport.console import quiet
+    from edgeport.fileio import RunFolder
 
     _check_port(a.port)
     with RunFolder(a.out) as run, quiet(run.log, enabled=not a.verbose, shown=run.kept_log):
@@ -259,7 +259,7 @@ def _version() -> str:
 
 def _runtime_flags(s: argparse.ArgumentParser) -> None:
     """Each runtime plugin's own flags (--arm-cpu, --mcu-ram, --tflite-benchmark ...), from the registry."""
-    from .registry import runtimes
+    from edgeport.registry import runtimes
 
     g = s.add_argument_group("runtime options")
     for r in runtimes().values():
@@ -269,7 +269,7 @@ def _runtime_flags(s: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .tasks import TASKS
+    from edgeport.tasks import TASKS
 
     p = argparse.ArgumentParser(prog="edgeport", allow_abbrev=False,
                                 description="Take a Keras or PyTorch model to TFLite, TF.js, ExecuTorch and more; measure what it costs.")

@@ -21,13 +21,13 @@ DEMO_JOBS = [
 def run_demo(out: str = ".", serve: bool = True, port: int = 8765, browser: bool = True) -> int:
     from edgeport.config import EvaluateOptions
     from edgeport.convert import convert
-    from edgeport.edge.evaluate import evaluate
+    from edgeport.evaluate import evaluate
     from edgeport.report import artifact_table, table
 
     t0 = time.perf_counter()
     root = Path(out)
     art, rep = root / "artifacts", root / "report"
-    from . import models
+    from edgeport.demo import models
 
     models.trained_torch()  # train (first run) or load the built-ins once, before the parallel conversions
     models.trained_keras()

@@ -183,8 +183,8 @@ MESSAGES = {"hung": "timed out after {timeout:g}s (runtime hung); raise --timeou
 
 def worker_pool(runtime: str | None, timeout: float) -> Pool:
     """A pool whose worker imports ``runtime``'s modules at start (so that imports overlap with the parent's work,
-    never with a measurement) and measures the jobs it is given (edgeport.edge.worker)."""
-    return Pool("edgeport.edge.worker:handler", {"runtime": runtime}, timeout_s=timeout, messages=MESSAGES)
+    never with a measurement) and measures the jobs it is given (edgeport.worker)."""
+    return Pool("edgeport.worker:handler", {"runtime": runtime}, timeout_s=timeout, messages=MESSAGES)
 
 
 def _as_fields(res) -> list[dict] | dict:
