@@ -188,7 +188,8 @@ def _shortfall(r, b) -> str:
 
 def _cells(r, report, b) -> tuple:
     where = f"{r.runtime}/{r.backend}" + (f" {r.threads}t" if r.threads is not None else "") + \
-        (f" ({r.device})" if r.device not in ("local", "", None) else "")
+        (f" ({r.device})" if r.device not in ("local", "", None) else "") + \
+        (f" on emulated {r.cpu}" if getattr(r, "where", "host") == "emulated" and r.cpu else "")
     if r.error is not None:
         return (r.artifact, where, "ERROR", "", " ".join(r.error.split())[:160], "")
     if r.skipped:

@@ -212,3 +212,33 @@ def test_inspect_compares_arm_and_x86_tensor_by_tensor(tmp_path, capsys, target)
     assert rows[-1]["max_abs_diff"] <= 1e-4 * rows[-1]["scale"]
     if target == "onnx":
         assert rows[-1]["op"] == "Gemm"
+
+
+def _row(runtime, where, cpu, acc, vs=None):
+    from edgeport.report import Row
+
+    return Row(artifact="m.dynamic-int8.onnx", target="onnx", recipe="dynamic-int8", source="builtin:m",
+               runtime=runtime, backend="onnxruntime", threads=1, device="local", accuracy=acc, float_accuracy=0.98,
+               accuracy_drop_pp=round((0.98 - acc) * 100, 2), agreement=acc / 0.98, where=where, cpu=cpu, vs_host=vs)
+
+
+def test_pytest_assertion_and_report_single_out_arm_rows():
+    """The SME case's shape: the x86 row within budget, the emulated ARM row not; runtime="arm64" checks the ARM rows
+    and says which core; the report's note says how far ARM is from x86 and that it diverges."""
+    from edgeport.report import Report, emulated_note
+    from edgeport.testing import QuantizedAccuracyError, assert_quantized_close
+
+    vs = {"runtime": "onnxruntime", "output": "logits", "max_abs_diff": 86.0, "agreement": 0.478, "cosine_mean": 0.41,
+          "snr_db": -12.0, "scale": 21.4}
+    rep = Report(data="builtin:digits")
+    rep.rows = [_row("onnxruntime", "host", None, 0.98), _row("arm64", "emulated", "max", 0.49, vs)]
+    assert assert_quantized_close(rep, max_drop=0.5, runtime="onnxruntime")
+    with pytest.raises(QuantizedAccuracyError, match="on emulated max"):
+        assert_quantized_close(rep, max_drop=0.5, runtime="arm64")
+    note = emulated_note(rep.rows[1])
+    assert "ARM max (emulated)" in note and "vs onnxruntime (x86) max|d| 86" in note
+    assert "DIVERGES from onnxruntime: logits max|d| 86, agreement 47.8% < 98%" in note
+    assert "DIVERGES" not in emulated_note(_row("arm64", "emulated", "cortex-a76", 0.98, {**vs, "max_abs_diff": 2e-6,
+                                                                                         "agreement": 1.0,
+                                                                                         "cosine_mean": 1.0,
+                                                                                         "snr_db": 140.0}))
