@@ -99,7 +99,8 @@ def render(items, pre: dict, checks: dict, rows: dict, cpu: str) -> str:
         L += ["", "### Pre-flight for the phone", ""]
         if "gpu" in p:
             g = p["gpu"]
-            L.append(f"- GPU delegate ({g['tool']}): " + ("every op is compatible" if g["compatible"] else
+            L.append(f"- GPU delegate, by {g['tool']} (an offline check of op rules, not a run: no GPU delegate"
+                     " runs here): " + ("it reports every op compatible" if g["compatible"] else
                      f"would leave on the CPU: {', '.join(g['rejected_ops']) or 'see reasons'}"
                      + (f" ({'; '.join(g['reasons'][:2])})" if g["reasons"] else "")))
         if "program" in p:
