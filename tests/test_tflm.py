@@ -226,11 +226,15 @@ def test_what_tflm_cannot_run_is_one_line(kws, tmp_path):
     for m in others:  # TFLM itself refuses them, naming the op that fails to prepare
         why = micro.refusal(m.entry_path.read_bytes())
         assert why and "TFLite Micro cannot run" in why and "\n" not in why
+    # the GELU model as a plain int8 .tflite (no --for mcu): LiteRT runs it, TFLM's row says which op it lacks
+    (g8,) = convert(str(tmp_path / "gelu.keras"), ["tflite"], ["int8"], tmp_path / "o", task="classification",
+                    options=ConvertOptions(calib=str(kws["dir"] / "calib.npz")))
     rep = evaluate([tmp_path / "o", kws["out"]], EvaluateOptions(threads=("1",), data=kws["heldout"],
                                                                   runtimes=("tflite-micro",)), quick=True)
     by = {r.artifact: r for r in rep.rows}
     for m in others:
         assert by[m.name].skipped and "--for mcu" in by[m.name].skipped and by[m.name].error is None
+    assert "GELU" in by[g8.name].skipped and "gelu_act" in by[g8.name].skipped
     assert by[kws["manifest"].name].error is None and by[kws["manifest"].name].accuracy is not None
 
 
