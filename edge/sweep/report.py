@@ -204,7 +204,7 @@ def markdown(cov: dict) -> str:
             out += ["", f"### {GROUPS[g]} ({len(items)})", ""]
             out += [f"- {i['model']} {i['target']} {i['recipe']}: {i.get('reason', '')[:300]}" for i in items]
     if cov["limitations"]:
-        out += ["", "## Known upstream limitations met", ""]
+        out += ["", "## Known limitations met (converter, op or layer, workaround)", ""]
         for lim in cov["limitations"]:
             out.append(f"- **{lim['converter']}**: {lim['what']}; workaround: {lim['workaround']}"
                        + (f" ({lim['upstream']})" if lim.get("upstream") else "") + f". Cells: {', '.join(lim['cells'])}")
@@ -409,7 +409,7 @@ run yet. Click a cell for the model.</small></p>{''.join(grid)}
 <h2>Per target and recipe</h2><table class='sortable'><thead><tr><th class='l'>target recipe</th><th>ok</th><th>drift</th>
 <th>failed</th><th>not run</th><th>of</th></tr></thead><tbody>{summ}</tbody></table>
 <h2>Failures by group</h2>{fails or '<p>none</p>'}
-{('<h2>Known upstream limitations met</h2><ul>' + lims + '</ul>') if lims else ''}
+{('<h2>Known limitations met</h2><ul>' + lims + '</ul>') if lims else ''}
 <h2>Latency and quality per runtime</h2><div class="plots">{''.join(figs) or '<p>no timed rows</p>'}</div>
 <h2>Every row</h2>{rows_table}
 <h2>Per model</h2>{''.join(sections)}
