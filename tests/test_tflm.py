@@ -175,6 +175,8 @@ def test_builtins_convert_for_mcu_and_hold_accuracy_on_tflm(tmp_path):
     from edgeport.config import ConvertOptions, EvaluateOptions
     from edgeport.convert import convert
     from edgeport.evaluate import evaluate
+    from edgeport.errors import QuantizationBudgetError
+    from edgeport.tasks import Budget
     from edgeport.testing import QuantizedAccuracyError, assert_fits_mcu, assert_quantized_close
 
     ms = []
@@ -195,6 +197,14 @@ def test_builtins_convert_for_mcu_and_hold_accuracy_on_tflm(tmp_path):
     assert_fits_mcu(rep, ram="256KB", flash="1MB")
     with pytest.raises(QuantizedAccuracyError, match=r"ram short by"):
         assert_fits_mcu(rep, ram="16KB")
+    # a budget the full-integer model misses on TFLM is refused with the value reached (no float layers on an MCU)
+    keras_drop = next(r for r in mcu if r.artifact.startswith("simplecnn-keras")).accuracy_drop_pp
+    assert keras_drop > 0.1  # else the refusal below would test nothing
+    with pytest.raises(QuantizationBudgetError, match=r"--for mcu: the full-integer model reaches drop_pp .* on TFLite"
+                                                      r" Micro, which misses"):
+        convert("builtin:simplecnn-keras", ["tflite"], ["int8"], tmp_path / "b",
+                ConvertOptions(profile="mcu", budget=Budget(max_drop_pp=0.1)))
+    assert not list((tmp_path / "b").glob("*.manifest.json"))
 
 
 @pytest.mark.slow
