@@ -331,3 +331,33 @@ def _token_data(tmp_path: Path) -> Path:
     np.savez(p, input_ids=rng.integers(0, 50, (8, 8)), attention_mask=np.ones((8, 8), np.int64))
     return p
 
+
+
+@pytest.mark.slow
+def test_a_users_float_rgb_model_takes_mean_std_and_labels_from_flags(tmp_path, capsys):
+    """A Keras model with a float NHWC RGB input and no preprocessing recorded: MediaPipe normalises the pixels
+    from the metadata written with --mean/--std, and names classes from --labels."""
+    import keras
+
+    from edgeport.convert import convert
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((32, 32, 3), name="image")
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, 3, strides=2, activation="relu")(inp))
+    keras.Model(inp, keras.layers.Dense(5, name="scores")(x)).save(tmp_path / "tiny.keras")
+    rng = np.random.default_rng(0)
+    px = rng.integers(0, 256, (40, 32, 32, 3)).astype(np.float32)
+    np.savez(tmp_path / "data.npz", image=(px - 127.5) / 127.5, y=rng.integers(0, 5, 40))
+    (tmp_path / "labels.txt").write_text("a\nb\nc\nd\ne\n")
+    convert(str(tmp_path / "tiny.keras"), ["tflite"], ["fp32"], tmp_path / "art", ConvertOptions(data=str(tmp_path / "data.npz")),
+            task="classification", isolate=False)
+    art = str(tmp_path / "art" / "tiny.fp32.tflite")
+    assert main(["bundle", art, "--for", "android", "--out", str(tmp_path / "x")]) == 2
+    assert "normalisation is unknown; pass --mean" in capsys.readouterr().err
+    s = bundle([art], "android", tmp_path / "b", BundleOptions(mean=(127.5,), std=(127.5,), labels=str(tmp_path / "labels.txt")))
+    c = s["checks"]["tiny.fp32.tflite"]["mediapipe"]
+    assert c["task"] == "ImageClassifier" and c["top1_agreement"] == 1.0 and "mapped back to pixels" in c["input"]
+    meta = json.loads((tmp_path / "b" / "tiny.fp32.tflite.metadata.json").read_text())
+    unit = meta["subgraph_metadata"][0]["input_tensor_metadata"][0]["process_units"][0]["options"]
+    assert unit["mean"] == [127.5] and unit["std"] == [127.5]
+    assert (tmp_path / "b" / "tiny.labels.txt").read_text().split() == list("abcde")

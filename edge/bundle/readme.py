@@ -66,7 +66,8 @@ def render(items, pre: dict, checks: dict, rows: dict, cpu: str) -> str:
         L += ["", "### Measured", ""]
         par = (m.parity or {}).get("outputs", [{}])[0] if (m.parity or {}).get("status") == "measured" else {}
         if par:
-            keys = ("top1_agreement", "max_abs_diff", "cosine_min", "snr_db")
+            keys = (("top1_agreement", "max_abs_diff") if m.task == "classification"
+                    else ("cosine_min", "snr_db", "max_abs_diff"))
             L.append(f"- against the float original at conversion ({m.parity.get('runtime')}, {m.probe.get('samples')}"
                      f" probe rows of {m.probe.get('data')}): " + ", ".join(f"{k} {_fmt(par[k])}" for k in keys if k in par))
         for r in rows.get(m.name, []):
@@ -132,7 +133,7 @@ def render(items, pre: dict, checks: dict, rows: dict, cpu: str) -> str:
                      f" model: {c['mediapipe']['failed']}")
         elif c.get("mediapipe"):
             x = c["mediapipe"]
-            L.append(f"- checked: MediaPipe {x.get('task')} ({x.get('mediapipe')}, Python, same C++ graph as Android)"
+            L.append(f"- checked: MediaPipe {x.get('task')} ({x.get('mediapipe')}, Python; the C++ task graph the Android library wraps)"
                      f" on {x.get('input', 'inputs')}, against edgeport's runner: "
                      + ", ".join(f"{k} {_fmt(v)}" for k, v in x.items() if k not in ("task", "mediapipe", "input")))
         if not c:
