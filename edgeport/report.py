@@ -154,7 +154,8 @@ class Report:
         out = {}
         for src in self.sources():
             ok = [r for r in self.rows if r.source == src and r.within(b)]
-            timed = [r for r in ok if _p50(r) != float("inf")]
+            # a microcontroller row's latency is this host running reference kernels, not the board: not a pick
+            timed = [r for r in ok if _p50(r) != float("inf") and r.where != "mcu"]
             out[src] = {"smallest": min(ok, key=lambda r: (r.bytes or 0, _p50(r)), default=None),
                         "fastest": min(timed, key=_p50, default=None)}
         return out
