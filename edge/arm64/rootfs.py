@@ -90,8 +90,9 @@ def missing_tools() -> str | None:
     need = [t for t in (QEMU, "unshare", "chroot") if shutil.which(t) is None]
     if not is_built() and shutil.which("mmdebstrap") is None:
         need.append("mmdebstrap")
-    if need:
-        return f"{', '.join(need)} not found; install with: sudo {FIX_TOOLS}"
+    if need:  # the fix first: the terminal table shows a skipped row's first 100 characters
+        extra = " util-linux coreutils" if {"unshare", "chroot"} & set(need) else ""
+        return f"needs qemu-user: sudo {FIX_TOOLS.replace('mmdebstrap', 'mmdebstrap' + extra, 1)}; not found: {', '.join(need)}"
     if os.geteuid() != 0:
         probe = subprocess.run(["unshare", "--mount", "--map-root-user", "true"], capture_output=True)
         if probe.returncode != 0:
