@@ -153,9 +153,10 @@ class Report:
         b = budget or self.budget
         out = {}
         for src in self.sources():
-            ok = [r for r in self.rows if r.source == src and r.within(b)]
-            # a microcontroller row's latency is this host running reference kernels, not the board: not a pick
-            timed = [r for r in ok if _p50(r) != float("inf") and r.where != "mcu"]
+            # an emulated core or a microcontroller interpreter answers for the same file as a host row: the picks are
+            # among the places one ships to (host, browser, device)
+            ok = [r for r in self.rows if r.source == src and r.within(b) and r.where not in ("emulated", "mcu")]
+            timed = [r for r in ok if _p50(r) != float("inf")]
             out[src] = {"smallest": min(ok, key=lambda r: (r.bytes or 0, _p50(r)), default=None),
                         "fastest": min(timed, key=_p50, default=None)}
         return out
