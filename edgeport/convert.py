@@ -502,7 +502,7 @@ def _run_isolated(spec: str, load_kw: dict, shared: Shared, jobs, out: Path, run
         else:
             finished(i, Failure(names[i], res.error, res.exception() if res.kind else None))
 
-    with Pool("edgeport.convert:worker_handler", payload, timeout_s=timeout_s, log=log[0] if log else None,
+    with Pool("edgeport.convert:worker_handler", payload, timeout_s=timeout_s, log=log[0] if log else "inherit",
               where=f"; see {log[1]}" if log else "", messages=MESSAGES, on_note=lambda t: _log(f"    {t}"),
               workdir=run.dir) as pool:
         pool.run([list(pair) for _, pair in jobs], on_start=lambda k: started(order[k]), on_result=landed)

@@ -68,9 +68,10 @@ class Pool:
     def __init__(self, handler: str, payload: dict, *, timeout_s: float, log: Path | None = None, where: str = "",
                  messages: dict | None = None, on_note: Callable[[str], None] | None = None, env: dict | None = None,
                  workdir: Path | None = None):
-        """``log``: the file the workers' stdout and stderr are appended to (else a temporary file, for the tail of
-        a failure); ``where``: what lost-job messages append ("; see <log>"); ``workdir``: where the pool keeps its
-        files (a run's staging folder, so that they go with it)."""
+        """``log``: the file the workers' stdout and stderr are appended to, ``"inherit"`` for this process's stderr
+        (-v), or None for a temporary file (the tail of a failure); ``where``: what lost-job messages append
+        ("; see <log>"); ``workdir``: where the pool keeps its files (a run's staging folder, so that they go with
+        it)."""
         self.handler, self.payload, self.timeout_s, self.log, self.where = handler, payload, timeout_s, log, where
         self.messages = {**MESSAGES, **(messages or {})}
         self.on_note, self.env = on_note, env
@@ -90,12 +91,13 @@ class Pool:
         if self._proc is not None:
             return self
         rfd, wfd = os.pipe()
-        self._err = open(self.log, "ab") if self.log else tempfile.TemporaryFile(dir=self.dir)
+        inherit = self.log == "inherit"
+        self._err = None if inherit else open(self.log, "ab") if self.log else tempfile.TemporaryFile(dir=self.dir)
         try:
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "edgeport.pool", self.handler, str(self.dir / "payload.json"), str(wfd)],
-                pass_fds=(wfd,), stdin=subprocess.PIPE, stdout=self._err, stderr=subprocess.STDOUT,
-                start_new_session=True, env=self.env)
+                pass_fds=(wfd,), stdin=subprocess.PIPE, stdout=2 if inherit else self._err,
+                stderr=None if inherit else subprocess.STDOUT, start_new_session=True, env=self.env)
         finally:
             os.close(wfd)
         self._events, self._buf, self._ready, self._pending_events = rfd, b"", False, []
@@ -140,7 +142,7 @@ class Pool:
 
     def _tail(self) -> str:
         if self._err is None:
-            return "no output"
+            return "see its output above" if self.log == "inherit" else "no output"
         try:
             self._err.flush()
             self._err.seek(0)

@@ -74,13 +74,13 @@ def load_job_arrays(path: str) -> tuple[dict, np.ndarray | None, dict | None]:
 def measure(job: dict) -> list[dict]:
     """Every row of one artifact on one runtime: each variant (an emulated CPU ...) at each thread count."""
     from edgeport.manifest import Manifest
-    from edgeport.registry import get_runtime
+    from edgeport.registry import get_runtime, get_target
 
     m = Manifest.read(job["manifest"])
     m.check_files(hashes=job.get("verify", True))
     feeds, y, _ = load_job_arrays(job["data"])
     ref = load_job_arrays(job["reference"])[2] if job.get("reference") else None
-    rt = get_runtime(job.get("runtime") or m.target)
+    rt = get_runtime(job["runtime"]) if job.get("runtime") else get_target(m.target).host_runtime
     cls, options = rt.runner, job.get("options") or {}
     host = _HostOutputs(m, rt, feeds)
     out = []
