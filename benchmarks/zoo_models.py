@@ -338,10 +338,10 @@ def tiny_detector():
 
 def dict_detector():
     """What torchvision's detectors return, a list of per-image dicts (``[{"boxes": ..., "scores": ...}]``), whose
-    tensors have no batch axis. edgeport names the flattened outputs (``output_0.boxes``) and converts them, but rows
-    stacked on axis 0 no longer line up with the float model's, and parity fails on a shape mismatch (found by this
-    zoo; listed for a one-line refusal at load time). :func:`tiny_detector` is the wrapper's answer (the raw head's
-    tensors with the batch axis first, NMS in the app)."""
+    tensors have no batch axis. edgeport refuses it at load time in one line (an output whose first axis is not the
+    batch cannot be stacked or compared per sample; found by this zoo, which first saw it convert and then fail
+    parity). :func:`tiny_detector` is the wrapper's answer (the raw head's tensors with the batch axis first, NMS in
+    the app)."""
     torch = _seeded()
     det = tiny_detector()
 

@@ -118,6 +118,7 @@ class Source:
         keras_names = list(getattr(self.model, "output_names", None) or []) if self.framework == "keras" else []
         if self.saved_model_dir is None and len(keras_names) == len(res) and len(set(keras_names)) == len(res):
             res = dict(zip(keras_names, res.values()))  # Keras names its outputs by their layers
+        check_batch_axis(res, self.example())
         outs = []
         for i, (k, v) in enumerate(res.items()):
             v = np.asarray(v)
@@ -125,6 +126,22 @@ class Source:
             outs.append(TensorSpec(k, dtype_name(v.dtype) if v.dtype != np.float64 else "float32", tuple(int(d) for d in v.shape)
                                    or (1,), r, labels=labels if i == 0 else None))
         self.signature = Signature(self.signature.inputs, tuple(outs))
+
+
+def check_batch_axis(outputs: dict[str, np.ndarray], feeds: dict[str, np.ndarray]) -> None:
+    """Every output must carry the inputs' batch axis first: edgeport runs samples one batch at a time and stacks each
+    output on axis 0. An output without it (a torchvision detector's list of per-image dicts, a squeezed vector, a
+    sequence-first RNN) would convert and then misalign every row, so it is refused here, in one line."""
+    batch = next((v.shape[0] for v in feeds.values() if np.ndim(v) >= 1), None)
+    if batch is None:
+        return
+    for name, v in outputs.items():
+        shape = tuple(np.shape(v))
+        if shape and shape[0] != batch:
+            raise InputError(
+                f"output '{name}' has shape {shape} for a batch of {batch}: its first axis is not the batch, so rows"
+                f" cannot be stacked or compared per sample; return tensors with the batch axis first (a detector: its"
+                f" raw boxes and scores as (batch, ...) tensors, with NMS and per-image lists left to the app)")
 
 
 def flatten_outputs(res) -> dict[str, np.ndarray]:

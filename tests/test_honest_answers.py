@@ -276,6 +276,66 @@ def test_a_cache_output_is_one_line_naming_it_and_the_fix(tmp_path, monkeypatch)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+PER_IMAGE = '''
+import torch
+
+
+class Det(torch.nn.Module):
+    """What torchvision's detectors return: a list of per-image dicts whose tensors have no batch axis."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+
+    def forward(self, x):
+        f = self.conv(x).flatten(2).transpose(1, 2)  # (B, H*W, 8)
+        return [{"boxes": f[i, :, :4], "scores": f[i, :, 4]} for i in range(x.shape[0])]
+
+
+class Squeezed(Det):
+    def forward(self, x):
+        return self.conv(x).mean((2, 3))[0]  # (8,): the batch axis squeezed away
+
+
+class Batched(Det):
+    def forward(self, x):
+        f = self.conv(x).flatten(2).transpose(1, 2)
+        return {"boxes": f[..., :4], "scores": f[..., 4]}
+
+
+def det():
+    return Det()
+
+
+def squeezed():
+    return Squeezed()
+
+
+def batched():
+    return Batched()
+'''
+
+
+@pytest.mark.parametrize("factory, output", [("det", "output_0.boxes"), ("squeezed", "output")])
+def test_an_output_without_the_batch_axis_is_refused_at_load(tmp_path, monkeypatch, factory, output):
+    """Found by the zoo: per-image dicts converted and then failed parity on a shape mismatch. The load refuses
+    them in one line naming the output, its shape and the fix; the same head with the batch axis first loads."""
+    from edgeport.sources import load_source
+
+    (tmp_path / "perimage.py").write_text(PER_IMAGE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    ins = _spec("x:float32[1,3,6,6]")
+    with pytest.raises(InputError) as e:
+        load_source(f"perimage:{factory}", inputs=ins)
+    msg = str(e.value)
+    assert f"output '{output}'" in msg and "first axis is not the batch" in msg and "\n" not in msg, msg
+    assert "batch axis first" in msg
+    src = load_source("perimage:batched", inputs=ins)
+    assert dict(zip(src.signature.output_names, (o.shape for o in src.signature.outputs))) == {
+        "boxes": (1, 36, 4), "scores": (1, 36)}
+
+
 # ------------------------------------------------------------------------------------------------ real artifacts
 ZERO_EMB = '''
 import torch
