@@ -1,4 +1,5 @@
-"""ARM answers under qemu-user (the arm64 runtime): both built-ins as .onnx and .tflite at fp32, dynamic-int8 and int8,
+"""ARM answers under qemu-user (the arm64 runtime): both built-ins as .onnx and .tflite (and the torch one as .pte) at
+fp32, dynamic-int8 and int8,
 each on several emulated cores; per row the accuracy, the distance from the host's x86 run of the same artifact and
 the wall time under emulation. Also the rootfs: reused (and, with --fresh-rootfs, built from nothing).
 
@@ -46,8 +47,9 @@ def main(cpus: str, fresh: bool) -> dict:
     cpu_list = parse_cpus(cpus)
     rows = []
     with tempfile.TemporaryDirectory() as d:
-        for model in ("builtin:simplecnn-torch", "builtin:simplecnn-keras"):
-            convert(model, ["onnx", "tflite"], ["fp32", "dynamic-int8", "int8"], d)
+        for model, targets in (("builtin:simplecnn-torch", ["onnx", "tflite", "pte"]),
+                               ("builtin:simplecnn-keras", ["onnx", "tflite"])):
+            convert(model, targets, ["fp32", "dynamic-int8", "int8"], d)
         t0 = time.perf_counter()
         rep = evaluate([d], EvaluateOptions(threads=("1",), runtimes=("arm64",),
                                             runtime_options={"arm64": {"cpu": cpu_list}}), quick=True)

@@ -1,5 +1,5 @@
-"""The arm64 runtime (edgeport.edge.arm64): .onnx / .tflite on the aarch64 builds of ONNX Runtime and LiteRT in a
-Debian arm64 rootfs under qemu-user. Fast tests need nothing installed (CPU parsing, cpuinfo, the skipped row
+"""The arm64 runtime (edgeport.edge.arm64): .onnx / .tflite / .pte on the aarch64 builds of ONNX Runtime, LiteRT and
+ExecuTorch's C++ runtime in a Debian arm64 rootfs under qemu-user. Fast tests need nothing installed (CPU parsing, cpuinfo, the skipped row
 without qemu); the slow ones run the real aarch64 runtimes under emulation and skip, saying the fix, on a machine
 without qemu or root (`./run setup arm64`; `./run test` sets it up as root)."""
 
@@ -82,7 +82,7 @@ def test_a_built_rootfs_is_reused_not_rebuilt():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("target", ["onnx", "tflite"])
+@pytest.mark.parametrize("target", ["onnx", "tflite", "pte"])
 def test_arm64_answers_like_numpy_and_like_x86(tmp_path, target):
     """Tiny Gemm artifacts made by each format's own toolchain: the aarch64 runtime on two emulated cores gives the
     numpy answer, and the host (x86) runtime's within 1e-4 of the output scale."""
@@ -100,7 +100,7 @@ def test_arm64_answers_like_numpy_and_like_x86(tmp_path, target):
         assert row.latency_ms is None and "emulated: latency not measured" in row.note and row.cpu in row.note
         assert row.max_abs_diff < 1e-4 * scale and row.agreement == 1.0
         v = row.vs_host
-        assert v["runtime"] == {"onnx": "onnxruntime", "tflite": "ai-edge-litert"}[target]
+        assert v["runtime"] == {"onnx": "onnxruntime", "tflite": "ai-edge-litert", "pte": "executorch.runtime"}[target]
         assert v["max_abs_diff"] <= 1e-4 * v["scale"] and v["agreement"] == 1.0
         if target == "tflite":  # LiteRT's aarch64 wheels stop at 1.4.0; the row says it is not the host's version
             assert row.runtime_version == "1.4.0" and "(host: " in row.note
@@ -182,11 +182,12 @@ def arm64_matrix(tmp_path_factory, artifacts):
 
 @pytest.mark.slow
 def test_arm64_rows_for_every_artifact_recipe_and_cpu(arm64_matrix):
-    rows = [r for r in arm64_matrix if r.target != "pte"]
+    rows = arm64_matrix
     got = {(r.source.split(":")[-1], r.target, r.recipe, r.cpu) for r in rows}
     want = {(s, t, q, c) for s in ("simplecnn-torch", "simplecnn-keras", "tiny_bert_cls")
-            for t in ("onnx", "tflite") for q in ("fp32", "dynamic-int8", "int8") for c in CPUS}
-    assert got == want, sorted(want - got)
+            for t in ("onnx", "tflite", "pte") for q in ("fp32", "dynamic-int8", "int8") for c in CPUS
+            if not (s == "simplecnn-keras" and t == "pte")}  # no Keras -> .pte
+    assert got == want and len(rows) == len(want), sorted(want - got)
     for r in rows:
         assert r.error is None and r.skipped is None, (r.artifact, r.cpu, r.error, r.skipped)
         assert r.where == "emulated" and r.latency_ms is None and "latency not measured" in r.note
@@ -196,9 +197,19 @@ def test_arm64_rows_for_every_artifact_recipe_and_cpu(arm64_matrix):
         assert v and v.get("error") is None and v["max_abs_diff"] is not None, (r.artifact, v)  # against x86
         if r.recipe == "fp32":
             assert v["max_abs_diff"] <= 1e-4 * v["scale"], (r.artifact, r.cpu, v["max_abs_diff"], v["scale"])
-    # .pte: a skipped row saying why (torch's aarch64 wheel is the CUDA build), never an error
+    # .pte ran on ExecuTorch's own aarch64 C++ runtime, compared with executorch.runtime on x86
     pte = [r for r in arm64_matrix if r.target == "pte"]
-    assert len(pte) == 6 and all(r.skipped and "CUDA" in r.skipped and r.error is None for r in pte)
+    assert all(r.backend == "executorch" and r.vs_host["runtime"] == "executorch.runtime" for r in pte)
+    assert all(r.runtime_version == rootfs.pins()["executorch"] for r in pte)
+
+
+def test_inspect_of_a_pte_on_arm64_is_one_line_naming_what_works(tmp_path):
+    """A .pte runs on arm64 but is not captured tensor by tensor there: a one-line refusal, before any emulation."""
+    from edgeport.edge.arm64.layers import compare_layers
+
+    m = _artifact(tmp_path, "pte")
+    with pytest.raises(InputError, match=r"compares \.onnx and \.tflite artifacts tensor by tensor, not \.pte"):
+        compare_layers(m, {s.name: X[:1] for s in m.sig.inputs}, "cortex-a76")
 
 
 @pytest.mark.slow

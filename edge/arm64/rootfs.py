@@ -28,6 +28,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 LOCK = HERE / "requirements-arm64.lock"
 GUEST = HERE / "guest.py"
+PTE_RUNNER = HERE / "pte_runner.cpp"
+CROSS_CXX = "aarch64-linux-gnu-g++"  # Debian's g++-aarch64-linux-gnu (gcc 12, the rootfs's own libstdc++)
 DEBIAN_PACKAGES = ("python3.11", "libpython3.11-stdlib", "libstdc++6", "libgomp1", "ca-certificates")
 SUITE = "bookworm"
 LAYOUT = "1"  # bump when the rootfs layout below changes
@@ -35,6 +37,7 @@ SITE = "/opt/edgeport/site"  # wheels, inside the rootfs
 QEMU = "qemu-aarch64-static"
 PLATFORMS = ("manylinux_2_28_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64")
 FIX_TOOLS = "apt-get install qemu-user-static mmdebstrap (or ./run setup arm64)"
+FIX_CROSS = "sudo apt-get install g++-aarch64-linux-gnu (or ./run setup arm64)"
 
 # /proc/cpuinfo per qemu CPU model: MIDR fields of the real core, and the Linux hwcap names it reports. "max" has
 # no real core; it is described as a Neoverse-V1 (the nearest core with SVE, i8mm and bf16) because ONNX Runtime's
@@ -183,6 +186,58 @@ def _build(part: Path, progress) -> None:
     shutil.copy2(shutil.which(QEMU), part / "usr/bin" / QEMU)
     for d in ("proc", "sys", "dev", "tmp", "work/artifact", "work/job"):
         (part / d).mkdir(parents=True, exist_ok=True)
+    if shutil.which(CROSS_CXX):  # else built on the first .pte run, once the cross compiler is there
+        _compile_pte_runner(part, progress)
+
+
+# ---------------------------------------------------------------------------------------------- the .pte runner
+def pte_runner_name() -> str:
+    """The runner's file name in the rootfs, keyed by its source: an edited pte_runner.cpp is compiled anew."""
+    return "pte_runner-" + hashlib.sha256(PTE_RUNNER.read_bytes()).hexdigest()[:12]
+
+
+def pte_runner_missing() -> str | None:
+    """None when the .pte runner is built or can be; else one line with the fix."""
+    if is_built() and (rootfs_path() / "opt/edgeport/bin" / pte_runner_name()).exists():
+        return None
+    if shutil.which(CROSS_CXX) is None:
+        return f"needs the aarch64 cross compiler to build the .pte runner: {FIX_CROSS}"
+    return None
+
+
+def _compile_pte_runner(root: Path, progress) -> Path:
+    """Cross-compile pte_runner.cpp against the ExecuTorch wheel's own aarch64 headers and libraries (the flags its
+    executorch-config.cmake gives C++ consumers); the kernel and delegate libraries register themselves when loaded,
+    so they are linked whether or not a symbol is used."""
+    et = root / SITE.lstrip("/") / "executorch"
+    out = root / "opt/edgeport/bin" / pte_runner_name()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    t = time.monotonic()
+    _run([CROSS_CXX, "-std=c++17", "-O2", "-w", "-DC10_USING_CUSTOM_GENERATED_MACROS", "-DET_EVENT_TRACER_ENABLED",
+          f"-I{et / 'include'}", f"-I{et / 'include/executorch/runtime/core/portable_type/c10'}", str(PTE_RUNNER),
+          "-o", str(out) + ".part", f"-L{et / 'lib'}", "-Wl,--no-as-needed", "-lexecutorch",
+          "-lexecutorch_kernels_optimized", "-lexecutorch_kernels_quantized", "-lexecutorch_backend_xnnpack",
+          "-lexecutorch_threadpool", "-Wl,--as-needed", f"-Wl,-rpath,{SITE}/executorch/lib"], "compiling the .pte runner")
+    os.replace(str(out) + ".part", out)
+    _say(f"arm64: .pte runner compiled against ExecuTorch's aarch64 libraries ({time.monotonic() - t:.0f} s)", progress)
+    return out
+
+
+def ensure_pte_runner(progress=None) -> str:
+    """The .pte runner's path inside the rootfs, compiled now if missing (a few seconds)."""
+    from edgeport.errors import EdgeportError
+
+    root = ensure(progress)
+    name = pte_runner_name()
+    if not (root / "opt/edgeport/bin" / name).exists():
+        why = pte_runner_missing()
+        if why:
+            raise EdgeportError(why)
+        with open(root.parent / f"{root.name}.lock", "w") as lk:
+            fcntl.flock(lk, fcntl.LOCK_EX)
+            if not (root / "opt/edgeport/bin" / name).exists():
+                _compile_pte_runner(root, progress)
+    return f"/opt/edgeport/bin/{name}"
 
 
 def cpuinfo_text(cpu: str, n: int = 1) -> str:
@@ -212,9 +267,11 @@ def qemu_version() -> str:
     return m.group(1) if m else "?"
 
 
-def guest_command(root: Path, cpu: str, artifact_dir: Path, job_dir: Path, args: list[str]) -> list[str]:
-    """The host command that runs ``python3.11 guest.py ARGS`` in the rootfs on emulated ``cpu``,
-    seeing the artifact folder at /work/artifact (read-only) and the job folder at /work/job."""
+def guest_command(root: Path, cpu: str, artifact_dir: Path, job_dir: Path, args: list[str],
+                  program: str | None = None) -> list[str]:
+    """The host command that runs ``python3.11 guest.py ARGS`` (or the rootfs's aarch64 ``program`` with ARGS) in the
+    rootfs on emulated ``cpu``, seeing the artifact folder at /work/artifact (read-only) and the job folder at
+    /work/job."""
     cpuinfo = job_dir / "cpuinfo"
     cpuinfo.write_text(cpuinfo_text(cpu))
     shutil.copy2(GUEST, job_dir / "guest.py")  # this checkout's guest, not the one the rootfs was built with
@@ -226,8 +283,8 @@ def guest_command(root: Path, cpu: str, artifact_dir: Path, job_dir: Path, args:
         f"mount -o remount,bind,ro {r}/work/artifact",
         f"mount --bind {shlex.quote(str(job_dir))} {r}/work/job",
         "exec env -i PATH=/usr/bin:/bin HOME=/tmp LANG=C.UTF-8 PYTHONPATH=" + SITE + " PYTHONDONTWRITEBYTECODE=1"
-        f" {shutil.which('chroot') or '/usr/sbin/chroot'} {r} /usr/bin/{QEMU} -cpu {shlex.quote(cpu)} /usr/bin/python3.11 /work/job/guest.py "
-        + " ".join(map(shlex.quote, args)),
+        f" {shutil.which('chroot') or '/usr/sbin/chroot'} {r} /usr/bin/{QEMU} -cpu {shlex.quote(cpu)} "
+        + (program or "/usr/bin/python3.11 /work/job/guest.py") + " " + " ".join(map(shlex.quote, args)),
     ])
     ns = ["unshare", "--mount", "--propagation", "private"]
     if os.geteuid() != 0:
@@ -243,6 +300,8 @@ def main() -> int:
         had = is_built()
         root = ensure()
         print(f"arm64 rootfs {'reused' if had else 'built'}: {root} ({time.monotonic() - t0:.1f} s)")
+        why = pte_runner_missing()
+        print(f".pte on arm64: {why}" if why else f".pte runner: {root}{ensure_pte_runner()}")
     except EdgeportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -19,7 +19,10 @@ from edgeport.runtime import Runner, check_feeds, dequantize_output, quantize_in
 from . import rootfs
 
 DEFAULT_CPUS = ("cortex-a76",)  # a typical phone core with the dot-product instructions (Armv8.2)
-GUEST_RUNTIME = {"onnx": "onnxruntime", "tflite": "ai-edge-litert"}
+GUEST_RUNTIME = {"onnx": "onnxruntime", "tflite": "ai-edge-litert", "pte": "executorch"}
+# ExecuTorch ScalarType codes (runtime/core/portable_type/scalar_type.h) -> numpy, for pte_runner's outputs
+SCALAR_TYPES = {0: np.uint8, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.int64, 5: np.float16, 6: np.float32,
+                7: np.float64, 11: np.bool_}
 GUEST_TIMEOUT_S = 900
 
 
@@ -49,30 +52,50 @@ def guest_run(m, cpu: str, feeds: dict[str, np.ndarray], outputs: list[str], *, 
     ``feeds`` by tensor name in the artifact's dtypes -> (arrays by tensor name, the guest's facts). ``extra``: more
     job keys; ``collect``: files the guest writes into its job folder, copied out to the paths given."""
     root = rootfs.ensure()
+    native = m.target == "pte"  # .pte: ExecuTorch's C++ runtime (pte_runner), no Python in the guest
+    if native and mode != "run":
+        raise InputError(f"{m.name}: per-tensor capture of a .pte is not available on arm64 (ExecuTorch's C++"
+                         " runtime runs the program as lowered); compare its outputs with `edgeport evaluate --runtime"
+                         " arm64`, or inspect its .onnx/.tflite sibling")
     with tempfile.TemporaryDirectory(prefix="edgeport-arm64-") as tmp:
         job = Path(tmp)
-        np.savez(job / "in.npz", **feeds)
         inside = f"/work/job/{model.name}" if model is not None else f"/work/artifact/{m.entry_path.name}"
         if model is not None:
             (job / model.name).write_bytes(model.read_bytes())
-        spec = {"format": m.target, "model": inside, "inputs": list(feeds), "outputs": outputs, "mode": mode,
-                **(extra or {})}
-        (job / "job.json").write_text(json.dumps(spec))
-        cmd = rootfs.guest_command(root, cpu, m.entry_path.parent, job, ["/work/job/job.json"])
+        if native:
+            names = list(feeds)
+            for k, b in enumerate(names):
+                np.ascontiguousarray(feeds[b]).tofile(job / f"in{k}.bin")
+            n = len(feeds[names[0]]) if names else 0
+            args = [inside, "/work/job", str(n), *[f"/work/job/in{k}.bin" for k in range(len(names))]]
+            cmd = rootfs.guest_command(root, cpu, m.entry_path.parent, job, args, program=rootfs.ensure_pte_runner())
+        else:
+            np.savez(job / "in.npz", **feeds)
+            spec = {"format": m.target, "model": inside, "inputs": list(feeds), "outputs": outputs, "mode": mode,
+                    **(extra or {})}
+            (job / "job.json").write_text(json.dumps(spec))
+            cmd = rootfs.guest_command(root, cpu, m.entry_path.parent, job, ["/work/job/job.json"])
         t0 = time.monotonic()
         try:
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=GUEST_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             raise ArtifactError(f"{m.name}: the arm64 guest on {cpu} did not finish in {GUEST_TIMEOUT_S} s") from None
-        if p.returncode != 0 or not (job / "meta.json").exists():
+        done = job / ("meta.txt" if native else "meta.json")
+        if p.returncode != 0 or not done.exists():
             from edgeport.procs import signal_name
 
             why = signal_name(-p.returncode) if p.returncode < 0 else f"exit {p.returncode}"
             if p.returncode in (132, 139, 134):  # the shell reports a signal as 128+n
                 why = signal_name(-(p.returncode - 128))
-            tail = " | ".join(p.stderr.strip().splitlines()[-2:])[-300:]
+            lines = p.stderr.strip().splitlines()
+            said = [ln for ln in lines if ln.startswith("pte_runner:")]  # its own one line, past the runtime's logs
+            tail = " | ".join(said[-1:] or lines[-2:])[-300:]
             raise ArtifactError(f"{m.name}: {GUEST_RUNTIME.get(m.target, m.target)} (aarch64) on emulated {cpu}"
                                 f" failed ({why}): {tail or 'no output'}")
+        if native:
+            arrays, meta = _read_pte_outputs(job, outputs, n)
+            meta["wall_s"] = round(time.monotonic() - t0, 2)
+            return arrays, meta
         meta = json.loads((job / "meta.json").read_text())
         meta["wall_s"] = round(time.monotonic() - t0, 2)
         with np.load(job / "out.npz") as z:
@@ -84,8 +107,36 @@ def guest_run(m, cpu: str, feeds: dict[str, np.ndarray], outputs: list[str], *, 
     return arrays, meta
 
 
+def _read_pte_outputs(job: Path, outputs: list, n: int) -> tuple[dict, dict]:
+    """pte_runner's out<j>.bin and meta.txt -> (arrays by output binding, the guest's facts)."""
+    from .guest import HWCAP
+
+    arrays: dict = {}
+    caps: list[str] = []
+    seconds = {}
+    for line in (job / "meta.txt").read_text().splitlines():
+        f = line.split()
+        if f[0] == "out":
+            j, code, dims = int(f[1]), int(f[2]), [int(d) for d in f[3:]]
+            if code not in SCALAR_TYPES:
+                raise ArtifactError(f"output {j} has ExecuTorch scalar type {code}, which edgeport cannot read")
+            if j < len(outputs):
+                raw = np.fromfile(job / f"out{j}.bin", dtype=SCALAR_TYPES[code])
+                arrays[outputs[j]] = raw.reshape((-1, *dims[1:])) if dims else raw.reshape(n, -1)
+        elif f[0] == "hwcap":
+            for which, bits in ((1, int(f[1])), (2, int(f[2]))):
+                caps += [name for bit, name in HWCAP[which].items() if bits >> bit & 1]
+        elif f[0] == "seconds":
+            seconds = {"start": round(float(f[1]), 2), "run": round(float(f[2]), 2)}
+    missing = [o for o in outputs if o not in arrays]
+    if missing:
+        raise ArtifactError(f"the .pte returned {len(arrays)} outputs; the manifest names {len(outputs)}; re-convert it")
+    return arrays, {"runtime_version": rootfs.pins().get("executorch", "?"), "hwcaps": caps, "seconds": seconds}
+
+
 class Arm64Runner(Runner):
-    """.onnx on ONNX Runtime and .tflite on LiteRT, the aarch64 builds, under qemu-user (one CPU per row)."""
+    """.onnx on ONNX Runtime, .tflite on LiteRT and .pte on ExecuTorch's C++ runtime, the aarch64 builds, under
+    qemu-user (one CPU per row)."""
 
     runtime = "arm64"
     backend = "qemu"
@@ -96,9 +147,7 @@ class Arm64Runner(Runner):
     @classmethod
     def accepts(cls, manifest) -> str | None:
         if manifest.target == "pte":
-            return ("ExecuTorch's aarch64 wheel (1.5.1) links torch 2.13.0, whose only aarch64 build on PyPI is the"
-                    " CUDA one (libtorch_cpu needs libcudart.so.13); .pte is not run on arm64 yet, its .onnx/.tflite"
-                    " siblings are")
+            return rootfs.pte_runner_missing()
         return None
 
     @classmethod
@@ -125,8 +174,6 @@ class Arm64Runner(Runner):
         """``edgeport inspect --runtime arm64``: this artifact's tensors on the first --arm-cpu against the host's."""
         from .layers import compare_layers
 
-        if m.target == "pte" and cls.accepts(m):
-            raise InputError(f"{m.name}: {cls.accepts(m)}")
         return compare_layers(m, feeds, cls.variants(options)[0]["cpu"])
 
     @staticmethod
