@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write  # noqa: E402
 
-DEFAULT_CPUS = "cortex-a53,cortex-a76,neoverse-n1,max,max,sme=off"
+DEFAULT_CPUS = "cortex-a55,cortex-a76,neoverse-n1,neoverse-v1,max,max,sme=off"
 
 
 def main(cpus: str, fresh: bool) -> dict:

@@ -44,8 +44,11 @@ def test_fake_cpuinfo_names_the_emulated_core():
 
 
 def test_every_cpu_edgeport_describes_is_one_qemu_emulates():
-    if shutil.which(rootfs.QEMU) is None:
-        pytest.skip(f"{rootfs.QEMU} not installed: {rootfs.FIX_TOOLS}")
+    """The rootfs's own qemu (Debian trixie's 10.x) emulates every core edgeport has a cpuinfo for, the issue's
+    cortex-a55 and neoverse-v1 included."""
+    if not rootfs.is_built():
+        pytest.skip("no arm64 rootfs built here: ./run setup arm64")
+    assert int(rootfs.qemu_version().split(".")[0]) >= 10, rootfs.qemu_version()
     assert rootfs.qemu_cpus() == list(rootfs.CPUS)
 
 

@@ -32,7 +32,11 @@ PTE_RUNNER = HERE / "pte_runner.cpp"
 CROSS_CXX = "aarch64-linux-gnu-g++"  # Debian's g++-aarch64-linux-gnu (gcc 12, the rootfs's own libstdc++)
 DEBIAN_PACKAGES = ("python3.11", "libpython3.11-stdlib", "libstdc++6", "libgomp1", "ca-certificates")
 SUITE = "bookworm"
-LAYOUT = "1"  # bump when the rootfs layout below changes
+# qemu-user from Debian trixie (10.0, a static binary that runs on any x86-64 Linux): bookworm's 7.2 lacks
+# cortex-a55, neoverse-v1, neoverse-n2 and cortex-a710, and its SME emulation predates later fixes. Extracted from
+# Debian's package by mmdebstrap like the rootfs; this host's qemu-aarch64-static when trixie cannot be reached.
+QEMU_SUITE = "trixie"
+LAYOUT = "2"  # bump when the rootfs layout below changes
 SITE = "/opt/edgeport/site"  # wheels, inside the rootfs
 QEMU = "qemu-aarch64-static"
 PLATFORMS = ("manylinux_2_28_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64")
@@ -45,13 +49,19 @@ FIX_CROSS = "sudo apt-get install g++-aarch64-linux-gnu (or ./run setup arm64)"
 # vector (HWCAP/HWCAP2), which qemu fills in for the emulated model.
 _BASE = "fp asimd evtstrm aes pmull sha1 sha2 crc32 cpuid"
 _V82 = _BASE + " atomics fphp asimdhp asimdrdm lrcpc dcpop asimddp"
+_V84 = " sha3 sm3 sm4 sha512 asimdfhm dit uscat ilrcpc flagm ssbs paca pacg dcpodp dgh rng"
+_V9 = " sve sve2 sveaes svepmull svebitperm svesha3 svesm4 flagm2 frint svei8mm svebf16 i8mm bf16 bti"
 CPUS: dict[str, tuple[int, int, int, int, str]] = {  # name: (implementer, variant, part, revision, features)
     "cortex-a35": (0x41, 0x0, 0xD04, 2, _BASE),
     "cortex-a53": (0x41, 0x0, 0xD03, 4, _BASE),
     "cortex-a57": (0x41, 0x1, 0xD07, 3, _BASE),
     "cortex-a72": (0x41, 0x0, 0xD08, 3, _BASE),
+    "cortex-a55": (0x41, 0x1, 0xD05, 0, _V82),
     "cortex-a76": (0x41, 0x4, 0xD0B, 1, _V82 + " ssbs"),
     "neoverse-n1": (0x41, 0x3, 0xD0C, 1, _V82 + " ssbs"),
+    "neoverse-v1": (0x41, 0x1, 0xD40, 1, _V82 + _V84 + " sve svei8mm svebf16 i8mm bf16"),
+    "neoverse-n2": (0x41, 0x0, 0xD49, 3, _V82 + _V84 + _V9),
+    "cortex-a710": (0x41, 0x2, 0xD47, 0, _V82 + _V84 + _V9),
     "a64fx": (0x46, 0x1, 0x001, 0, _V82 + " sve"),
     "max": (0x41, 0x1, 0xD40, 1, _V82 + " sha3 sm3 sm4 sha512 asimdfhm dit uscat ilrcpc flagm ssbs sb paca pacg"
             " dcpodp sve sve2 sveaes svepmull svebitperm svesha3 svesm4 flagm2 frint svei8mm svef32mm svef64mm"
@@ -66,7 +76,7 @@ def cache_root() -> Path:
 
 def key() -> str:
     h = hashlib.sha256(LOCK.read_bytes())
-    h.update(" ".join((SUITE, *DEBIAN_PACKAGES, LAYOUT)).encode())
+    h.update(" ".join((SUITE, *DEBIAN_PACKAGES, QEMU_SUITE, LAYOUT)).encode())
     return h.hexdigest()[:16]
 
 
@@ -174,7 +184,7 @@ def _build(part: Path, progress) -> None:
     t = time.monotonic()
     _run(["mmdebstrap", "--quiet", "--variant=extract", "--architectures=arm64",
           f"--include={','.join(DEBIAN_PACKAGES)}", SUITE, str(part), mirror], "mmdebstrap")
-    _say(f"arm64: [1/2] Debian arm64 base extracted ({time.monotonic() - t:.0f} s)", progress)
+    _say(f"arm64: [1/3] Debian arm64 base extracted ({time.monotonic() - t:.0f} s)", progress)
     t = time.monotonic()
     cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
            "--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp", "--target",
@@ -182,12 +192,31 @@ def _build(part: Path, progress) -> None:
     for p in PLATFORMS:
         cmd[4:4] = ["--platform", p]
     _run(cmd, "pip install of the aarch64 wheels")
-    _say(f"arm64: [2/2] aarch64 wheels installed ({time.monotonic() - t:.0f} s)", progress)
-    shutil.copy2(shutil.which(QEMU), part / "usr/bin" / QEMU)
+    _say(f"arm64: [2/3] aarch64 wheels installed ({time.monotonic() - t:.0f} s)", progress)
+    _install_qemu(part, mirror, progress)
     for d in ("proc", "sys", "dev", "tmp", "work/artifact", "work/job"):
         (part / d).mkdir(parents=True, exist_ok=True)
     if shutil.which(CROSS_CXX):  # else built on the first .pte run, once the cross compiler is there
         _compile_pte_runner(part, progress)
+
+
+def _install_qemu(part: Path, mirror: str, progress) -> None:
+    """qemu-aarch64 into the rootfs: Debian trixie's (extracted, 16 MB kept), else this host's."""
+    dst = part / "usr/bin" / QEMU
+    t = time.monotonic()
+    tmp = part.parent / f"{part.name}.qemu"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        _run(["mmdebstrap", "--quiet", "--variant=extract", "--architectures=amd64", "--include=qemu-user-static",
+              QEMU_SUITE, str(tmp), mirror], f"extracting qemu-user-static from Debian {QEMU_SUITE}")
+        shutil.copy2(tmp / "usr/bin/qemu-aarch64", dst)
+        _say(f"arm64: [3/3] qemu {_version_of(dst)} from Debian {QEMU_SUITE} ({time.monotonic() - t:.0f} s)", progress)
+    except Exception as e:  # noqa: BLE001 - the host's qemu still runs every core it knows
+        shutil.copy2(shutil.which(QEMU), dst)
+        _say(f"arm64: Debian {QEMU_SUITE}'s qemu not available ({' '.join(str(e).split())[:160]}); using this host's"
+             f" qemu {_version_of(dst)}", progress)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------- the .pte runner
@@ -254,17 +283,39 @@ def cpuinfo_text(cpu: str, n: int = 1) -> str:
     return "".join(f"processor\t: {i}\n{block}" for i in range(n))
 
 
+def qemu_binary() -> str:
+    """The qemu that runs the guests: the rootfs's own once built, else this host's."""
+    own = rootfs_path() / "usr/bin" / QEMU
+    return str(own) if is_built() and own.exists() else (shutil.which(QEMU) or QEMU)
+
+
+_QEMU_CPUS: dict[str, list[str]] = {}
+
+
 def qemu_cpus() -> list[str]:
-    """The CPU models this qemu emulates (``-cpu help``) that edgeport has a cpuinfo for."""
-    p = subprocess.run([QEMU, "-cpu", "help"], capture_output=True, text=True)
-    have = {line.strip() for line in p.stdout.splitlines()[1:]}
-    return [c for c in CPUS if c in have]
+    """The CPU models the guests' qemu emulates (``-cpu help``) that edgeport has a cpuinfo for."""
+    b = qemu_binary()
+    if b not in _QEMU_CPUS:
+        p = subprocess.run([b, "-cpu", "help"], capture_output=True, text=True)
+        have = {line.strip() for line in p.stdout.splitlines()[1:]}
+        _QEMU_CPUS[b] = [c for c in CPUS if c in have]
+    return _QEMU_CPUS[b]
+
+
+def _version_of(binary) -> str:
+    p = subprocess.run([str(binary), "--version"], capture_output=True, text=True)
+    m = re.search(r"version (\S+)", p.stdout)
+    return m.group(1) if m else "?"
+
+
+_QEMU_VERSION: dict[str, str] = {}
 
 
 def qemu_version() -> str:
-    p = subprocess.run([QEMU, "--version"], capture_output=True, text=True)
-    m = re.search(r"version (\S+)", p.stdout)
-    return m.group(1) if m else "?"
+    b = qemu_binary()
+    if b not in _QEMU_VERSION:
+        _QEMU_VERSION[b] = _version_of(b)
+    return _QEMU_VERSION[b]
 
 
 def guest_command(root: Path, cpu: str, artifact_dir: Path, job_dir: Path, args: list[str],

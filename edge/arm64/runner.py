@@ -40,7 +40,7 @@ def parse_cpus(text: str) -> list[str]:
     for c in out:
         model = c.split(",")[0]
         if model not in rootfs.CPUS:
-            raise InputError(f"--arm-cpu: unknown CPU {model!r}; qemu-user 7.2 emulates {', '.join(rootfs.CPUS)}"
+            raise InputError(f"--arm-cpu: unknown CPU {model!r}; edgeport's arm64 runtime emulates {', '.join(rootfs.CPUS)}"
                              " (properties after the name: max,sme=off)")
     return out
 
@@ -160,6 +160,10 @@ class Arm64Runner(Runner):
     def load(self) -> None:
         self.cpu = self.variant.get("cpu", DEFAULT_CPUS[0])
         self.meta: dict = {}
+        if self.cpu.split(",")[0] not in rootfs.qemu_cpus():
+            raise ArtifactError(f"qemu {rootfs.qemu_version()} in the arm64 rootfs does not emulate {self.cpu.split(',')[0]}"
+                                f" (it has {', '.join(rootfs.qemu_cpus())}); rebuild the rootfs where Debian"
+                                f" {rootfs.QEMU_SUITE} is reachable: rm -rf {rootfs.rootfs_path()}; ./run setup arm64")
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         check_feeds(self.sig, feeds, self.m.name)
