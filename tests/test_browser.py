@@ -231,3 +231,39 @@ def test_browser_without_data_measures_the_probe_rows(browser, tmp_path):
     assert web and native and report.extra["data_by_source"][m.source["model"]] == PROBE_DATA
     for r in web + native:
         assert r.error is None and r.samples == 64 and r.agreement == 1.0 and r.accuracy is None, (r.backend, r.error)
+
+
+def test_a_pixel_front_over_the_digits_model_answers_a_drawing_like_the_model(browser, tmp_path):
+    """An Android input front (uint8 RGBA pixels in, gray inside the model) over simplecnn-torch: the page gives it the
+    digits-shaped drawing with the grey level in R, G and B and alpha opaque (as edgeport.data does), so the drawn
+    "0" and "1" get the answers the plain model gives."""
+    from edgeport.config import ConvertOptions
+    from edgeport.convert import convert
+
+    convert("builtin:simplecnn-torch", ["tflite"], ["fp32"], tmp_path / "plain", ConvertOptions())
+    convert("builtin:simplecnn-torch", ["tflite"], ["fp32"], tmp_path / "front",
+            ConvertOptions(input_format="rgba-uint8-nhwc"), name="simplecnn-torch-rgba")
+    for f in (tmp_path / "front").iterdir():
+        f.rename(tmp_path / "plain" / f.name)
+    srv, url = start_background(tmp_path / "plain")
+    try:
+        page, errors = open_page(browser, url)
+        names = sorted(page.eval_on_selector_all(".card", "els => els.map(e => e.dataset.artifact)"))
+        assert names == ["simplecnn-torch-rgba.fp32.tflite", "simplecnn-torch.fp32.tflite"], names
+        for stroke, want in (([(140, 40 + 10 * i) for i in range(21)], "1"),
+                             ([(140 + 60 * math.sin(t / 30 * 2 * math.pi), 140 - 95 * math.cos(t / 30 * 2 * math.pi))
+                               for t in range(32)], "0")):
+            page.click("#clear")
+            s = seq(page)
+            draw(page, stroke)
+            preds = predictions(page, s, 2)
+            assert preds["simplecnn-torch.fp32.tflite"]["top1"] == want, preds
+            front, plain = preds["simplecnn-torch-rgba.fp32.tflite"], preds["simplecnn-torch.fp32.tflite"]
+            assert front["top1"] == want, preds
+            for a, b in zip(front["top3"], plain["top3"]):  # the same pixels: the same probabilities
+                assert a["label"] == b["label"] and abs(a["p"] - b["p"]) < 1e-3, (front, plain)
+        assert errors == []
+        page.close()
+    finally:
+        srv.shutdown()
+        srv.server_close()

@@ -201,6 +201,20 @@ function digitsPixels() {
   return out;
 }
 
+/** A model that sees one grey level: a 1-channel input, or an input front (uint8 RGB(A) pixels in, `channels`) that
+ * turns RGB into the grey model's luma inside the model. */
+const grayModel = (m, g) => g.c === 1 || /gray/.test((m.preprocessing.front || {}).color || '');
+
+/** The digits pixels with the input's channels, as edgeport.data.pixels_to_input gives a front: the grey level
+ * repeated into R, G and B (its luma is the same grey), alpha opaque. */
+function digitsPixelsAs(c) {
+  const gray = digitsPixels();
+  if (!gray || c === 1) return gray;
+  const out = new Uint8Array(gray.length * c);
+  for (let i = 0; i < gray.length; i++) for (let k = 0; k < c; k++) out[i * c + k] = k === 3 ? 255 : gray[i];
+  return out;
+}
+
 // Any other size: the whole pad resized to H x W (the browser's smoothing), channels taken as they are
 // (1: the grey level, 3: RGB, 4: RGBA). Pixels come back H x W x C, uint8.
 function resizedPixels(h, w, c) {
@@ -246,7 +260,7 @@ async function classify() {
   const pixelsBySize = new Map();
   for (const m of targets) {
     const g = imageGeometry(m), key = `${g.h}x${g.w}x${g.c}`;
-    if (!pixelsBySize.has(key)) pixelsBySize.set(key, g.h === 28 && g.w === 28 && g.c === 1 ? digitsPixels() : resizedPixels(g.h, g.w, g.c));
+    if (!pixelsBySize.has(key)) pixelsBySize.set(key, g.h === 28 && g.w === 28 && grayModel(m, g) ? digitsPixelsAs(g.c) : resizedPixels(g.h, g.w, g.c));
     const pixels = pixelsBySize.get(key);
     if (!pixels) return;
     if (m === targets[0]) showPreview(pixels, g);
