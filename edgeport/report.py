@@ -504,7 +504,7 @@ def _plots(report: Report) -> list[str]:
             ax.plot([p[0] / 1024 for p in fr], [p[1] for p in fr], "k--", lw=0.8, label="Pareto front")
             if get_task(task).labels and src in report.float_baseline:
                 ax.axhline(100 * report.float_baseline[src], color="gray", lw=0.9, ls=":", label="float baseline")
-            ax.set_xscale("log")
+            _log_x(ax)
             ax.set_xlabel("artifact size (KiB, log)")
             ax.set_ylabel(get_task(task).quality_label)
             ax.set_title(src, fontsize=10)
@@ -531,7 +531,7 @@ def _plots(report: Report) -> list[str]:
         ax.set_yticks(list(ys))
         ax.set_yticklabels(labels, fontsize=6)
         ax.invert_yaxis()
-        ax.set_xscale("log")
+        _log_x(ax)
         ax.set_xlabel("latency per inference (ms, log)")
         ax.set_title("Latency (orange: Pareto front of latency vs quality)")
         ax.legend(fontsize=7)
@@ -540,6 +540,17 @@ def _plots(report: Report) -> list[str]:
         imgs.append(_svg(fig))
         plt.close(fig)
     return imgs
+
+
+def _log_x(ax) -> None:
+    """A log x axis labelled 1, 2, 5 x 10^k in plain numbers: matplotlib's default labels every minor tick in
+    mathtext when the data span less than a decade, and they run into each other."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def _svg(fig) -> str:
