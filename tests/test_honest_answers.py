@@ -169,29 +169,40 @@ def test_each_run_keeps_its_own_log(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ binding by name
+KW_TINY = '''
+import torch
+
+
+class ABC(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fa = torch.nn.Linear(4, 3)
+        self.fc = torch.nn.Linear(4, 3)
+
+    def forward(self, a, b=None, c=None):
+        y = self.fa(a)
+        if b is not None:
+            y = y + 100.0 * b.sum(-1, keepdim=True)
+        if c is not None:
+            y = y - 2.0 * self.fc(c)
+        return y
+
+
+def abc():
+    return ABC()
+'''
+
+
 class ABC:
-    """forward(a, b=None, c=None): b would move every output by 100 per unit, c subtracts a second layer."""
+    """forward(a, b=None, c=None): b would move every output by 100 per unit, c subtracts a second layer (KW_TINY,
+    in memory here; written to a module where a test needs a spec)."""
 
     @staticmethod
     def make():
-        import torch
-
-        class M(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                torch.manual_seed(0)
-                self.fa = torch.nn.Linear(4, 3)
-                self.fc = torch.nn.Linear(4, 3)
-
-            def forward(self, a, b=None, c=None):
-                y = self.fa(a)
-                if b is not None:
-                    y = y + 100.0 * b.sum(-1, keepdim=True)
-                if c is not None:
-                    y = y - 2.0 * self.fc(c)
-                return y
-
-        return M().eval()
+        ns: dict = {}
+        exec(compile(KW_TINY, "kw_tiny", "exec"), ns)
+        return ns["abc"]().eval()
 
 
 def _spec(*texts):
@@ -222,7 +233,7 @@ def test_a_name_forward_does_not_have_is_one_line_listing_its_parameters():
     with pytest.raises(InputError) as e:
         load_source(ABC.make(), inputs=_spec("a:float32[1,4]", "token_type_ids:float32[1,4]"))
     msg = str(e.value)
-    assert "\n" not in msg and "'token_type_ids' is not a parameter of M.forward(a, b=..., c=...)" in msg, msg
+    assert "\n" not in msg and "'token_type_ids' is not a parameter of ABC.forward(a, b=..., c=...)" in msg, msg
 
 
 def test_positional_names_that_match_no_parameter_stay_positional():
@@ -382,29 +393,6 @@ def test_an_int8_embedding_that_answers_zeros_is_flagged_and_fails(tmp_path, mon
     assert "emb.int8.tflite over budget: outputs all zero (flagged all-zero)" in str(e.value), str(e.value)
 
 
-KW_TINY = '''
-import torch
-
-
-class ABC(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.fa = torch.nn.Linear(4, 3)
-        self.fc = torch.nn.Linear(4, 3)
-
-    def forward(self, a, b=None, c=None):
-        y = self.fa(a)
-        if b is not None:
-            y = y + 100.0 * b.sum(-1, keepdim=True)
-        if c is not None:
-            y = y - 2.0 * self.fc(c)
-        return y
-
-
-def abc():
-    return ABC()
-'''
 
 
 @pytest.mark.slow
