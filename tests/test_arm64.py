@@ -200,10 +200,84 @@ def test_arm64_rows_for_every_artifact_recipe_and_cpu(arm64_matrix):
         assert v and v.get("error") is None and v["max_abs_diff"] is not None, (r.artifact, v)  # against x86
         if r.recipe == "fp32":
             assert v["max_abs_diff"] <= 1e-4 * v["scale"], (r.artifact, r.cpu, v["max_abs_diff"], v["scale"])
-    # .pte ran on ExecuTorch's own aarch64 C++ runtime, compared with executorch.runtime on x86
+    # .pte ran on ExecuTorch's own aarch64 C++ runtime (pte_runner reads the emulated core's hwcaps from its own
+    # auxiliary vector: the dot-product bit both cores have), compared with executorch.runtime on x86
     pte = [r for r in arm64_matrix if r.target == "pte"]
-    assert all(r.backend == "executorch" and r.vs_host["runtime"] == "executorch.runtime" for r in pte)
-    assert all(r.runtime_version == rootfs.pins()["executorch"] for r in pte)
+    assert len(pte) == 2 * 3 * len(CPUS), len(pte)
+    assert all(f"-cpu {r.cpu} [" in r.note and "asimddp" in r.note for r in pte), [r.note for r in pte]
+
+
+def _pte_meta(folder, lines, outs):
+    (folder / "meta.txt").write_text("\n".join(lines) + "\nhwcap 1155067 0\nseconds 0.1 0.2\n")
+    for j, a in enumerate(outs):
+        np.asarray(a).tofile(folder / f"out{j}.bin")
+
+
+def test_pte_outputs_are_read_back_by_shape_and_dtype(tmp_path):
+    from edgeport.edge.arm64.runner import _read_pte_outputs
+
+    _pte_meta(tmp_path, ["out 0 6 1 3", "out 1 4 1 2"], [np.arange(6, dtype=np.float32), np.arange(4, dtype=np.int64)])
+    arrays, meta = _read_pte_outputs(tmp_path, [0, 1], 2)
+    assert arrays[0].shape == (2, 3) and arrays[0].dtype == np.float32 and arrays[0][1].tolist() == [3, 4, 5]
+    assert arrays[1].shape == (2, 2) and arrays[1].dtype == np.int64
+    assert meta["hwcaps"] == ["atomics", "asimddp"] and meta["seconds"] == {"start": 0.1, "run": 0.2}
+
+
+@pytest.mark.parametrize("lines, outs, want", [
+    (["out 0 6 1 3"], [np.arange(5, dtype=np.float32)], r"output 0 of shape \[1, 3\] over 2 samples came back as 5"),
+    (["out 0 6 4 3"], [np.arange(24, dtype=np.float32)], r"re-convert it with a batch-1 output"),
+    (["out 0 15 1 3"], [np.arange(6, dtype=np.float32)], r"scalar type 15, which edgeport cannot read"),
+    (["out 0 6 1 3"], [np.arange(6, dtype=np.float32)], r"returned 1 outputs on arm64, the manifest names 2"),
+])
+def test_pte_outputs_that_do_not_fit_are_one_line_naming_the_artifact(tmp_path, lines, outs, want):
+    from edgeport.edge.arm64.runner import _read_pte_outputs
+    from edgeport.errors import ArtifactError
+
+    _pte_meta(tmp_path, lines, outs)
+    with pytest.raises(ArtifactError, match=want) as e:
+        _read_pte_outputs(tmp_path, [0, 1] if "manifest names" in want else [0], 2, "m.fp32.pte")
+    assert str(e.value).startswith("m.fp32.pte: ") and "\n" not in str(e.value)
+
+
+def test_without_the_cross_compiler_pte_rows_name_it_and_the_rest_still_run(monkeypatch):
+    from edgeport.edge.arm64.runner import Arm64Runner
+
+    real = shutil.which
+    monkeypatch.setattr(rootfs, "pte_runner_name", lambda: "pte_runner-not-built")
+    monkeypatch.setattr(rootfs.shutil, "which", lambda n: None if n == rootfs.CROSS_CXX else real(n))
+
+    class M:
+        target = "pte"
+
+    why = Arm64Runner.accepts(M())
+    assert why and "g++-aarch64-linux-gnu" in why and "\n" not in why
+    M.target = "onnx"
+    assert Arm64Runner.accepts(M()) is None
+
+
+@pytest.mark.slow
+def test_the_guest_sees_one_cpu_no_host_process_and_writes_only_its_job_folder(tmp_path):
+    """The sandbox: a fresh /proc, a read-only rootfs and artifact folder, a minimal /dev, one CPU listed."""
+    import subprocess
+
+    _needs_arm64()
+    root = rootfs.ensure()
+    (tmp_path / "art").mkdir()
+    (tmp_path / "job").mkdir()
+    code = ("import json, os\nw = []\nfor p in ('/usr/x', '/opt/edgeport/x', '/work/artifact/x', '/work/job/x', '/tmp/x'):\n"
+            "    try:\n        open(p, 'w').close(); w.append(p)\n    except OSError:\n        pass\n"
+            "print(json.dumps({'pids': [d for d in os.listdir('/proc') if d.isdigit()], 'writable': w,"
+            " 'dev': sorted(os.listdir('/dev')), 'cpus': open('/sys/devices/system/cpu/possible').read().strip(),"
+            " 'cpuinfo': open('/proc/cpuinfo').read().count('processor')}))")
+    cmd = rootfs.guest_command(root, "cortex-a76", tmp_path / "art", tmp_path / "job", ["-c", code],
+                               program="/usr/bin/python3.11")
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-500:]
+    got = json.loads(p.stdout.strip().splitlines()[-1])
+    assert len(got["pids"]) <= 2, got["pids"]  # itself (and its shell), none of the host's
+    assert got["writable"] == ["/work/job/x", "/tmp/x"], got["writable"]
+    assert got["dev"] == ["null", "random", "urandom", "zero"] and got["cpus"] == "0" and got["cpuinfo"] == 1
+    assert not (root / "usr/x").exists() and (tmp_path / "job/x").exists()
 
 
 def test_inspect_of_a_pte_on_arm64_is_one_line_naming_what_works(tmp_path):

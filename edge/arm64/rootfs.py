@@ -15,6 +15,7 @@ starts the rootfs's python under the static qemu-aarch64 copied into it.
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import os
 import re
@@ -107,8 +108,7 @@ def missing_tools() -> str | None:
         extra = " util-linux coreutils" if {"unshare", "chroot"} & set(need) else ""
         return f"needs qemu-user: sudo {FIX_TOOLS.replace('mmdebstrap', 'mmdebstrap' + extra, 1)}; not found: {', '.join(need)}"
     if os.geteuid() != 0:
-        probe = subprocess.run(["unshare", "--mount", "--map-root-user", "true"], capture_output=True)
-        if probe.returncode != 0:
+        if not _userns():
             return ("no root and no unprivileged user namespaces here (the guest needs a private mount namespace);"
                     " run as root, or enable them: sudo sysctl -w kernel.unprivileged_userns_clone=1")
     return None
@@ -143,6 +143,13 @@ def ensure(progress=None) -> Path:
 
     root = rootfs_path()
     if is_built():
+        if (root / FALLBACK).exists():  # built while Debian trixie was unreachable: try its qemu again, once a run
+            with open(root.parent / f"{root.name}.lock", "w") as lk:
+                fcntl.flock(lk, fcntl.LOCK_EX)
+                if (root / FALLBACK).exists():
+                    _install_qemu(root, debian_mirror(), progress)
+                    _QEMU_CPUS.clear()
+                    _QEMU_VERSION.clear()
         return root
     why = missing_tools()
     if why:
@@ -167,10 +174,14 @@ def ensure(progress=None) -> Path:
     return root
 
 
-def _run(cmd: list[str], what: str) -> None:
+def _run(cmd: list[str], what: str, timeout: float = 900) -> None:
     from edgeport.errors import EdgeportError
 
-    p = subprocess.run(cmd, capture_output=True, text=True)
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise EdgeportError(f"arm64 rootfs: {what} did not finish in {timeout:.0f} s (a mirror that does not answer?);"
+                            " run `./run setup arm64` again") from None
     if p.returncode != 0:
         tail = " ".join((p.stderr or p.stdout).strip().splitlines()[-3:])[-400:]
         raise EdgeportError(f"arm64 rootfs: {what} failed (exit {p.returncode}): {tail}; fix it and run"
@@ -197,11 +208,19 @@ def _build(part: Path, progress) -> None:
     for d in ("proc", "sys", "dev", "tmp", "work/artifact", "work/job"):
         (part / d).mkdir(parents=True, exist_ok=True)
     if shutil.which(CROSS_CXX):  # else built on the first .pte run, once the cross compiler is there
-        _compile_pte_runner(part, progress)
+        try:
+            _compile_pte_runner(part, progress)
+        except Exception as e:  # noqa: BLE001 - .onnx/.tflite do not need it; ensure_pte_runner tries again, saying why
+            _say(f"arm64: the .pte runner did not build ({' '.join(str(e).split())[:200]}); .onnx and .tflite run",
+                 progress)
+
+
+FALLBACK = ".edgeport-host-qemu"  # marker: the rootfs runs this host's qemu for now; the next use tries trixie again
 
 
 def _install_qemu(part: Path, mirror: str, progress) -> None:
-    """qemu-aarch64 into the rootfs: Debian trixie's (extracted, 16 MB kept), else this host's."""
+    """qemu-aarch64 into the rootfs: Debian trixie's (extracted, 16 MB kept), else this host's, marked so that a
+    later use tries trixie again (a passing network failure does not pin the old qemu to this rootfs)."""
     dst = part / "usr/bin" / QEMU
     t = time.monotonic()
     tmp = part.parent / f"{part.name}.qemu"
@@ -209,10 +228,14 @@ def _install_qemu(part: Path, mirror: str, progress) -> None:
     try:
         _run(["mmdebstrap", "--quiet", "--variant=extract", "--architectures=amd64", "--include=qemu-user-static",
               QEMU_SUITE, str(tmp), mirror], f"extracting qemu-user-static from Debian {QEMU_SUITE}")
-        shutil.copy2(tmp / "usr/bin/qemu-aarch64", dst)
+        shutil.copy2(tmp / "usr/bin/qemu-aarch64", str(dst) + ".part")
+        os.replace(str(dst) + ".part", dst)
+        (part / FALLBACK).unlink(missing_ok=True)
         _say(f"arm64: [3/3] qemu {_version_of(dst)} from Debian {QEMU_SUITE} ({time.monotonic() - t:.0f} s)", progress)
     except Exception as e:  # noqa: BLE001 - the host's qemu still runs every core it knows
-        shutil.copy2(shutil.which(QEMU), dst)
+        if not dst.exists():
+            shutil.copy2(shutil.which(QEMU), dst)
+        (part / FALLBACK).write_text(" ".join(str(e).split())[:400] + "\n")
         _say(f"arm64: Debian {QEMU_SUITE}'s qemu not available ({' '.join(str(e).split())[:160]}); using this host's"
              f" qemu {_version_of(dst)}", progress)
     finally:
@@ -220,33 +243,52 @@ def _install_qemu(part: Path, mirror: str, progress) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- the .pte runner
+def _compile_args(root: Path, out: str) -> list[str]:
+    """The cross-compile of pte_runner.cpp against the ExecuTorch wheel's own aarch64 headers and libraries (the
+    flags its executorch-config.cmake gives C++ consumers); the kernel and delegate libraries register themselves
+    when loaded, so they are linked whether or not a symbol is used."""
+    et = root / SITE.lstrip("/") / "executorch"
+    return [CROSS_CXX, "-std=c++17", "-O2", "-w", "-DC10_USING_CUSTOM_GENERATED_MACROS", "-DET_EVENT_TRACER_ENABLED",
+            f"-I{et / 'include'}", f"-I{et / 'include/executorch/runtime/core/portable_type/c10'}", str(PTE_RUNNER),
+            "-o", out, f"-L{et / 'lib'}", "-Wl,--no-as-needed", "-lexecutorch", "-lexecutorch_kernels_optimized",
+            "-lexecutorch_kernels_quantized", "-lexecutorch_backend_xnnpack", "-lexecutorch_threadpool",
+            "-Wl,--as-needed", f"-Wl,-rpath,{SITE}/executorch/lib"]
+
+
+@functools.lru_cache(maxsize=1)
+def _cross_version() -> str:
+    p = subprocess.run([CROSS_CXX, "-dumpfullversion"], capture_output=True, text=True) if shutil.which(CROSS_CXX) else None
+    return p.stdout.strip() if p and p.returncode == 0 else ""
+
+
 def pte_runner_name() -> str:
-    """The runner's file name in the rootfs, keyed by its source: an edited pte_runner.cpp is compiled anew."""
-    return "pte_runner-" + hashlib.sha256(PTE_RUNNER.read_bytes()).hexdigest()[:12]
+    """The runner's file name in the rootfs, keyed by its source, its compile line and the compiler's version: any of
+    them changed, it is compiled anew."""
+    h = hashlib.sha256(PTE_RUNNER.read_bytes())
+    h.update(" ".join([*_compile_args(Path("/"), "-"), _cross_version()]).encode())
+    return "pte_runner-" + h.hexdigest()[:12]
 
 
 def pte_runner_missing() -> str | None:
     """None when the .pte runner is built or can be; else one line with the fix."""
     if is_built() and (rootfs_path() / "opt/edgeport/bin" / pte_runner_name()).exists():
         return None
+    if not PTE_RUNNER.is_file():
+        return f"this edgeport install lacks {PTE_RUNNER.name} (the .pte runner's source); reinstall edgeport"
     if shutil.which(CROSS_CXX) is None:
         return f"needs the aarch64 cross compiler to build the .pte runner: {FIX_CROSS}"
+    major = _cross_version().split(".")[0]
+    if major.isdigit() and int(major) > 12:  # its libstdc++ / glibc symbols would be newer than bookworm's
+        return (f"{CROSS_CXX} is gcc {_cross_version()}; the arm64 rootfs is Debian {SUITE} (gcc 12, glibc 2.36), whose"
+                f" libraries cannot load what it builds: install {SUITE}'s g++-aarch64-linux-gnu")
     return None
 
 
 def _compile_pte_runner(root: Path, progress) -> Path:
-    """Cross-compile pte_runner.cpp against the ExecuTorch wheel's own aarch64 headers and libraries (the flags its
-    executorch-config.cmake gives C++ consumers); the kernel and delegate libraries register themselves when loaded,
-    so they are linked whether or not a symbol is used."""
-    et = root / SITE.lstrip("/") / "executorch"
     out = root / "opt/edgeport/bin" / pte_runner_name()
     out.parent.mkdir(parents=True, exist_ok=True)
     t = time.monotonic()
-    _run([CROSS_CXX, "-std=c++17", "-O2", "-w", "-DC10_USING_CUSTOM_GENERATED_MACROS", "-DET_EVENT_TRACER_ENABLED",
-          f"-I{et / 'include'}", f"-I{et / 'include/executorch/runtime/core/portable_type/c10'}", str(PTE_RUNNER),
-          "-o", str(out) + ".part", f"-L{et / 'lib'}", "-Wl,--no-as-needed", "-lexecutorch",
-          "-lexecutorch_kernels_optimized", "-lexecutorch_kernels_quantized", "-lexecutorch_backend_xnnpack",
-          "-lexecutorch_threadpool", "-Wl,--as-needed", f"-Wl,-rpath,{SITE}/executorch/lib"], "compiling the .pte runner")
+    _run(_compile_args(root, str(out) + ".part"), "compiling the .pte runner", timeout=300)
     os.replace(str(out) + ".part", out)
     _say(f"arm64: .pte runner compiled against ExecuTorch's aarch64 libraries ({time.monotonic() - t:.0f} s)", progress)
     return out
@@ -318,28 +360,52 @@ def qemu_version() -> str:
     return _QEMU_VERSION[b]
 
 
+_USERNS: list[bool] = []
+
+
+def _userns() -> bool:
+    """Whether a user namespace can be made here (then the guest's root is no one on the host)."""
+    if not _USERNS:
+        probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "--pid", "--fork", "true"],
+                               capture_output=True)
+        _USERNS.append(probe.returncode == 0)
+    return _USERNS[0]
+
+
 def guest_command(root: Path, cpu: str, artifact_dir: Path, job_dir: Path, args: list[str],
                   program: str | None = None) -> list[str]:
     """The host command that runs ``python3.11 guest.py ARGS`` (or the rootfs's aarch64 ``program`` with ARGS) in the
     rootfs on emulated ``cpu``, seeing the artifact folder at /work/artifact (read-only) and the job folder at
-    /work/job."""
+    /work/job.
+
+    The sandbox: a user namespace (the guest's root maps to the caller, with no host privilege) where one can be
+    made, a private mount and PID namespace with a fresh /proc (no host processes, no host environments), the rootfs
+    itself read-only (nothing a guest does outlives it: not the cached rootfs, not its qemu, not pte_runner), /sys
+    read-only with one CPU listed (the rows say threads 1; the runtimes size their pools from it), /dev holding only
+    null, zero, random and urandom, and /tmp a small tmpfs."""
     cpuinfo = job_dir / "cpuinfo"
     cpuinfo.write_text(cpuinfo_text(cpu))
+    (job_dir / "cpulist").write_text("0\n")
     shutil.copy2(GUEST, job_dir / "guest.py")  # this checkout's guest, not the one the rootfs was built with
-    r = shlex.quote(str(root))
+    r, q = shlex.quote(str(root)), shlex.quote
     script = " && ".join([
-        f"mount --rbind /proc {r}/proc", f"mount --bind {shlex.quote(str(cpuinfo))} {r}/proc/cpuinfo",
-        f"mount --rbind /sys {r}/sys", f"mount --rbind /dev {r}/dev",
-        f"mount --bind {shlex.quote(str(artifact_dir))} {r}/work/artifact",
-        f"mount -o remount,bind,ro {r}/work/artifact",
-        f"mount --bind {shlex.quote(str(job_dir))} {r}/work/job",
+        f"mount --bind {r} {r}", f"mount -o remount,bind,ro {r}",
+        f"mount -t proc proc {r}/proc", f"mount --bind {q(str(cpuinfo))} {r}/proc/cpuinfo",
+        f"mount --rbind /sys {r}/sys", f"mount -o remount,bind,ro {r}/sys",
+        *[f"mount --bind {q(str(job_dir / 'cpulist'))} {r}/sys/devices/system/cpu/{f}"
+          for f in ("possible", "present", "online")],
+        f"mount -t tmpfs -o size=1m,mode=755 tmpfs {r}/dev",
+        *[f"touch {r}/dev/{d} && mount --bind /dev/{d} {r}/dev/{d}" for d in ("null", "zero", "random", "urandom")],
+        f"mount -t tmpfs -o size=256m tmpfs {r}/tmp",
+        f"mount --bind {q(str(artifact_dir))} {r}/work/artifact", f"mount -o remount,bind,ro {r}/work/artifact",
+        f"mount --bind {q(str(job_dir))} {r}/work/job",
         "exec env -i PATH=/usr/bin:/bin HOME=/tmp LANG=C.UTF-8 PYTHONPATH=" + SITE + " PYTHONDONTWRITEBYTECODE=1"
-        f" {shutil.which('chroot') or '/usr/sbin/chroot'} {r} /usr/bin/{QEMU} -cpu {shlex.quote(cpu)} "
-        + (program or "/usr/bin/python3.11 /work/job/guest.py") + " " + " ".join(map(shlex.quote, args)),
+        f" {shutil.which('chroot') or '/usr/sbin/chroot'} {r} /usr/bin/{QEMU} -cpu {q(cpu)} "
+        + (program or "/usr/bin/python3.11 /work/job/guest.py") + " " + " ".join(map(q, args)),
     ])
-    ns = ["unshare", "--mount", "--propagation", "private"]
-    if os.geteuid() != 0:
-        ns.append("--map-root-user")
+    ns = ["unshare", "--mount", "--pid", "--fork", "--propagation", "private"]
+    if _userns() or os.geteuid() != 0:
+        ns[1:1] = ["--user", "--map-root-user"]
     return [*ns, "sh", "-c", script]
 
 

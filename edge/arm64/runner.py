@@ -53,10 +53,6 @@ def guest_run(m, cpu: str, feeds: dict[str, np.ndarray], outputs: list[str], *, 
     job keys; ``collect``: files the guest writes into its job folder, copied out to the paths given."""
     root = rootfs.ensure()
     native = m.target == "pte"  # .pte: ExecuTorch's C++ runtime (pte_runner), no Python in the guest
-    if native and mode != "run":
-        raise InputError(f"{m.name}: per-tensor capture of a .pte is not available on arm64 (ExecuTorch's C++"
-                         " runtime runs the program as lowered); compare its outputs with `edgeport evaluate --runtime"
-                         " arm64`, or inspect its .onnx/.tflite sibling")
     with tempfile.TemporaryDirectory(prefix="edgeport-arm64-") as tmp:
         job = Path(tmp)
         inside = f"/work/job/{model.name}" if model is not None else f"/work/artifact/{m.entry_path.name}"
@@ -67,7 +63,13 @@ def guest_run(m, cpu: str, feeds: dict[str, np.ndarray], outputs: list[str], *, 
             for k, b in enumerate(names):
                 np.ascontiguousarray(feeds[b]).tofile(job / f"in{k}.bin")
             n = len(feeds[names[0]]) if names else 0
-            args = [inside, "/work/job", str(n), *[f"/work/job/in{k}.bin" for k in range(len(names))]]
+            codes = {np.dtype(t): c for c, t in SCALAR_TYPES.items()}
+            unknown = [b for b in names if feeds[b].dtype not in codes]
+            if unknown:
+                raise ArtifactError(f"{m.name}: input {unknown[0]} is {feeds[unknown[0]].dtype}, which ExecuTorch's"
+                                    " runtime does not take here")
+            args = [inside, "/work/job", str(n),
+                    *[f"/work/job/in{k}.bin:{codes[feeds[b].dtype]}" for k, b in enumerate(names)]]
             cmd = rootfs.guest_command(root, cpu, m.entry_path.parent, job, args, program=rootfs.ensure_pte_runner())
         else:
             np.savez(job / "in.npz", **feeds)
@@ -84,7 +86,7 @@ def guest_run(m, cpu: str, feeds: dict[str, np.ndarray], outputs: list[str], *, 
         if p.returncode != 0 or not done.exists():
             from edgeport.procs import signal_name
 
-            why = signal_name(-p.returncode) if p.returncode < 0 else f"exit {p.returncode}"
+            why = signal_name(p.returncode) if p.returncode < 0 else f"exit {p.returncode}"
             if p.returncode in (132, 139, 134):  # the shell reports a signal as 128+n
                 why = signal_name(-(p.returncode - 128))
             lines = p.stderr.strip().splitlines()
@@ -93,7 +95,7 @@ def guest_run(m, cpu: str, feeds: dict[str, np.ndarray], outputs: list[str], *, 
             raise ArtifactError(f"{m.name}: {GUEST_RUNTIME.get(m.target, m.target)} (aarch64) on emulated {cpu}"
                                 f" failed ({why}): {tail or 'no output'}")
         if native:
-            arrays, meta = _read_pte_outputs(job, outputs, n)
+            arrays, meta = _read_pte_outputs(job, outputs, n, m.name)
             meta["wall_s"] = round(time.monotonic() - t0, 2)
             return arrays, meta
         meta = json.loads((job / "meta.json").read_text())
@@ -107,8 +109,8 @@ def guest_run(m, cpu: str, feeds: dict[str, np.ndarray], outputs: list[str], *, 
     return arrays, meta
 
 
-def _read_pte_outputs(job: Path, outputs: list, n: int) -> tuple[dict, dict]:
-    """pte_runner's out<j>.bin and meta.txt -> (arrays by output binding, the guest's facts)."""
+def _read_pte_outputs(job: Path, outputs: list, n: int, name: str = "the .pte") -> tuple[dict, dict]:
+    """pte_runner's out<j>.bin and meta.txt -> (arrays by output binding, (n, ...) each; the guest's facts)."""
     from .guest import HWCAP
 
     arrays: dict = {}
@@ -116,21 +118,25 @@ def _read_pte_outputs(job: Path, outputs: list, n: int) -> tuple[dict, dict]:
     seconds = {}
     for line in (job / "meta.txt").read_text().splitlines():
         f = line.split()
-        if f[0] == "out":
-            j, code, dims = int(f[1]), int(f[2]), [int(d) for d in f[3:]]
+        if f[0] == "out" and int(f[1]) < len(outputs):  # outputs past the manifest's are not compared, as on the host
+            j, code, dims = int(f[1]), int(f[2]), tuple(int(d) for d in f[3:])
             if code not in SCALAR_TYPES:
-                raise ArtifactError(f"output {j} has ExecuTorch scalar type {code}, which edgeport cannot read")
-            if j < len(outputs):
-                raw = np.fromfile(job / f"out{j}.bin", dtype=SCALAR_TYPES[code])
-                arrays[outputs[j]] = raw.reshape((-1, *dims[1:])) if dims else raw.reshape(n, -1)
+                raise ArtifactError(f"{name}: output {j} has ExecuTorch scalar type {code}, which edgeport cannot read")
+            raw = np.fromfile(job / f"out{j}.bin", dtype=SCALAR_TYPES[code]) if (job / f"out{j}.bin").exists() else None
+            per = int(np.prod(dims)) if dims else 1
+            if raw is None or raw.size != n * per or (dims and dims[0] != 1):
+                got = "nothing" if raw is None else f"{raw.size} values"
+                raise ArtifactError(f"{name}: output {j} of shape {list(dims)} over {n} samples came back as {got} on"
+                                    " arm64; re-convert it with a batch-1 output")
+            arrays[outputs[j]] = raw.reshape((n, *dims[1:]))
         elif f[0] == "hwcap":
             for which, bits in ((1, int(f[1])), (2, int(f[2]))):
-                caps += [name for bit, name in HWCAP[which].items() if bits >> bit & 1]
+                caps += [c for bit, c in HWCAP[which].items() if bits >> bit & 1]
         elif f[0] == "seconds":
             seconds = {"start": round(float(f[1]), 2), "run": round(float(f[2]), 2)}
-    missing = [o for o in outputs if o not in arrays]
-    if missing:
-        raise ArtifactError(f"the .pte returned {len(arrays)} outputs; the manifest names {len(outputs)}; re-convert it")
+    if len(arrays) < len(outputs):
+        raise ArtifactError(f"{name}: the program returned {len(arrays)} outputs on arm64, the manifest names"
+                            f" {len(outputs)}; re-convert it")
     return arrays, {"runtime_version": rootfs.pins().get("executorch", "?"), "hwcaps": caps, "seconds": seconds}
 
 
