@@ -39,7 +39,20 @@ def run_converter(fn: Callable[[], Any], tool: str, job: Job) -> Any:
                 f"{where}: {tool} cannot lower op(s) {', '.join(ops) or '(see converter log)'} to TFLite builtins;"
                 " replace them with supported layers"
             ) from None
-        raise ConversionError(f"{where}: {tool} failed: {one_line(e, 300)}") from None
+        import sys
+        import traceback
+
+        traceback.print_exception(e, file=sys.stderr)  # the whole story, in the run's log (on the terminal with -v)
+        raise ConversionError(f"{where}: {tool} failed: {one_line(e, 300)} (raised in {raised_in(e)})") from None
+
+
+def raised_in(e: BaseException) -> str:
+    """``module:line`` of the innermost frame an exception came from: a converter's own module (torch.ao...,
+    tensorflow...) says the limitation is upstream; an ``edgeport.`` one says the bug is ours."""
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{tb.tb_frame.f_globals.get('__name__', '?')}:{tb.tb_lineno}" if tb is not None else "?"
 
 
 def keras_saved_model(job: Job) -> Path:

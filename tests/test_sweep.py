@@ -133,6 +133,25 @@ def test_failures_are_grouped():
     assert classify({"type": "InputError", "message": "bad --input"})["group"] == "input"
     assert classify({"type": "ConversionFailed", "message": "TypeError: 'module' object is not callable"})["group"] == "edgeport"
     assert classify({"type": "KeyError", "message": "'x'"})["group"] == "edgeport"
+    # as the zoo printed them: onnx.checker's own words for the Keras RNNs, and where a converter error was raised
+    rnn = classify({"type": "ConversionError", "message": "keras-lstm.int8: onnx.checker failed: Nodes in a graph must"
+                    " be topologically sorted, however input 'x' of node: name: rnn/while/TensorListGetItem"}, "onnx")
+    assert rnn["group"] == "limitation" and "Loop" in rnn["what"]
+    up = "m -> m.int8: litert-torch PT2E failed: boom (raised in {}:609)"
+    assert classify({"type": "ConversionError", "message": up.format("litert_torch.quantize.x")})["group"] == "limitation"
+    assert classify({"type": "ConversionError", "message": up.format("edgeport.converters.tflite.x")})["group"] == "edgeport"
+
+
+def test_a_converter_error_names_the_module_it_was_raised_in():
+    from edgeport.converters.common import raised_in
+
+    def inner():
+        [][1]
+
+    try:
+        inner()
+    except IndexError as e:
+        assert raised_in(e) == f"{__name__}:{inner.__code__.co_firstlineno + 1}"
 
 
 def test_coverage_summary_and_markdown(tmp_path):

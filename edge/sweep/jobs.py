@@ -14,6 +14,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -235,38 +236,56 @@ def _hush() -> list[str]:
     return lines
 
 
-def run_convert(job: dict) -> dict:
-    """Worker: convert one (model, target, recipe); return the artifact's files as bytes, or the one-line reason."""
+def _run_job(job: dict, prefix: str, body, on_failure=None) -> dict:
+    """The frame both kinds of job share: a private folder, edgeport's progress lines kept with the result, every
+    failure but an interrupt made this job's result (the sweep goes on), the folder's modules forgotten after, and
+    the seconds taken. ``body(tmp)`` returns the ok result's fields; ``on_failure(tmp, res)`` adds to a failure's."""
     t0 = time.monotonic()
     notes = _hush()
-    with tempfile.TemporaryDirectory(prefix="edgeport-sweep-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         tmp = Path(tmp)
-        m = _materialize(job, tmp)
-        out = tmp / "out"
         res: dict = {"key": job["key"], "host": os.uname().nodename}
         try:
-            ms = convert_adapter(m["spec"], job["target"], job["recipe"], out, m["opts"], job["name"])
-            res.update(status="ok", manifest=f"{ms[0].name}.manifest.json")
+            res.update(status="ok", **body(tmp))
         except BaseException as e:  # noqa: BLE001 - every failure is this job's result; the sweep goes on
             if isinstance(e, (KeyboardInterrupt, SystemExit)):
                 raise
             res.update(status="failed", error=_error(e), notes=notes[-20:])
-            log = out / "edgeport.log"
-            if log.is_file():
-                res["log_tail"] = log.read_text(errors="replace").splitlines()[-30:]
-        res["files"] = {f.relative_to(out).as_posix(): f.read_bytes() for f in sorted(out.rglob("*"))
-                        if f.is_file() and not _dropped(f.name) and ".part" not in f.as_posix()} if res["status"] == "ok" else {}
+            if on_failure is not None:
+                on_failure(tmp, res)
         _forget(tmp)
     res["seconds"] = round(time.monotonic() - t0, 2)
     return res
 
 
+def run_convert(job: dict) -> dict:
+    """Worker: convert one (model, target, recipe); return the artifact's files as bytes, or the one-line reason."""
+
+    def body(tmp: Path) -> dict:
+        m = _materialize(job, tmp)
+        out = tmp / "out"
+        ms = convert_adapter(m["spec"], job["target"], job["recipe"], out, m["opts"], job["name"])
+        return {"manifest": f"{ms[0].name}.manifest.json",
+                "files": {f.relative_to(out).as_posix(): f.read_bytes() for f in sorted(out.rglob("*"))
+                          if f.is_file() and not _dropped(f.name) and ".part" not in f.as_posix()}}
+
+    def failed(tmp: Path, res: dict) -> None:
+        logs = sorted((tmp / "out").glob("edgeport*.log"))  # the run's own log: edgeport-<time>-<pid>.log
+        if logs:
+            res["log_tail"] = logs[-1].read_text(errors="replace").splitlines()[-30:]
+        # the worker's folder is gone once this returns: point at where the log's tail is kept instead
+        res["error"]["message"] = re.sub(rf"see {re.escape(str(tmp))}\S*",
+                                         f"its log's tail is in the sweep's .cache/convert/{job['key']}/result.json",
+                                         res["error"]["message"])
+        res["files"] = {}
+
+    return _run_job(job, "edgeport-sweep-", body, failed)
+
+
 def run_measure(job: dict) -> dict:
     """Worker: measure one artifact on one runtime; return its rows as dicts."""
-    t0 = time.monotonic()
-    notes = _hush()
-    with tempfile.TemporaryDirectory(prefix="edgeport-sweep-eval-") as tmp:
-        tmp = Path(tmp)
+
+    def body(tmp: Path) -> dict:
         if job.get("root") and job["root"] not in sys.path:
             sys.path.insert(0, job["root"])
         o = dict(job["opts"])
@@ -289,18 +308,12 @@ def run_measure(job: dict) -> dict:
                 o["data"] = str(dp)
         else:
             folder = Path(job["folder"])
-        res: dict = {"key": job["key"], "host": os.uname().nodename}
-        try:
-            from edgeport.console import quiet
+        from edgeport.console import quiet
 
-            with quiet(tmp / "edgeport.log"):  # the runtimes' C++ start-up lines stay off the sweep's terminal
-                rows, base, extra = evaluate_adapter(folder / job["manifest"], job["runtime"], o)
-            res.update(status="ok", rows=[asdict(r) for r in rows], float_baseline=base,
-                       extra={k: extra[k] for k in ("browser_capabilities", "reference_by_source", "data_by_source") if k in extra})
-        except BaseException as e:  # noqa: BLE001
-            if isinstance(e, (KeyboardInterrupt, SystemExit)):
-                raise
-            res.update(status="failed", error=_error(e), notes=notes[-20:])
-        _forget(tmp)
-    res["seconds"] = round(time.monotonic() - t0, 2)
-    return res
+        with quiet(tmp / "edgeport.log"):  # the runtimes' C++ start-up lines stay off the sweep's terminal
+            rows, base, extra = evaluate_adapter(folder / job["manifest"], job["runtime"], o)
+        return {"rows": [asdict(r) for r in rows], "float_baseline": base,
+                "extra": {k: extra[k] for k in ("browser_capabilities", "reference_by_source", "data_by_source")
+                          if k in extra}}
+
+    return _run_job(job, "edgeport-sweep-eval-", body)

@@ -31,12 +31,18 @@ KNOWN: tuple[Limitation, ...] = (
     Limitation(r"crashed \(SIGSEGV\)", "tf.lite.TFLiteConverter (MLIR quantizer)",
                "int8 calibration of Keras LSTM/GRU (TensorList / while loops)",
                "keep the recipe at dynamic-int8 or fp16, or unroll the RNN (unroll=True)", targets=("tflite",)),
-    Limitation(r"not topologically sorted|Loop.*topolog", "onnxruntime.quantization / onnxconverter-common",
+    Limitation(r"topologically sorted|Loop.*topolog", "onnxruntime.quantization / onnxconverter-common",
                "Loop subgraphs of tf2onnx's LSTM/GRU after the quantization passes",
                "export the RNN unrolled, or keep .onnx at fp32", targets=("onnx",)),
     Limitation(r"ChannelsLastTaggedReshapePass", "executorch XNNPACK partitioner",
                "ChannelsLastTaggedReshapePass on a reshape between conv and attention (MobileViT-like blocks)",
                "use plain int8 or fp32 for .pte"),
+    Limitation(r"litert-torch PT2E failed: list index out of range", "litert-torch PT2E quantizer"
+               " (litert_torch.quantize.pt2e_quantizer_utils)", "static int8 annotation of torch.nn.GRU",
+               "keep .tflite at dynamic-int8, or use int8 .onnx / .pte (both take the GRU)", targets=("tflite",)),
+    Limitation(r"only refer to edge or node that has observer/fake_quant", "torch.ao PT2E prepare (via litert-torch)",
+               "a U-Net skip: an activation observed once but consumed by a conv and a later torch.cat",
+               "keep .tflite at dynamic-int8, or use int8 .onnx / .pte (both take the model)", targets=("tflite",)),
     # Found by the zoo: a list of per-image dicts (torchvision detectors) has no batch axis. edgeport refuses it at
     # load time (sources.check_batch_axis) with the fix; the model is the user's to wrap.
     Limitation(r"its first axis is not the batch", "edgeport (batch contract)",
@@ -62,6 +68,8 @@ def classify(error: dict, target: str | None = None) -> dict:
         if re.search(lim.pattern, text, re.I) and (not lim.targets or target in lim.targets):
             return {"group": lim.group, "reason": msg, "converter": lim.converter, "what": lim.what,
                     "upstream": lim.upstream, "workaround": lim.workaround}
+    if re.search(r"\(raised in edgeport\.", msg):  # a converter failure whose innermost frame is edgeport's own code
+        return {"group": "edgeport", "reason": msg}
     if typ in _LIMIT_TYPES or (typ == "ConversionFailed" and re.search(r"crashed|timed out", msg)):
         return {"group": "limitation", "reason": msg}
     if typ == "ParityError":
