@@ -239,6 +239,17 @@ def test_pte_outputs_that_do_not_fit_are_one_line_naming_the_artifact(tmp_path, 
     assert str(e.value).startswith("m.fp32.pte: ") and "\n" not in str(e.value)
 
 
+def test_the_pte_runner_is_keyed_by_its_source_not_by_where_the_checkout_is(tmp_path, monkeypatch):
+    name = rootfs.pte_runner_name()
+    moved = tmp_path / "elsewhere" / rootfs.PTE_RUNNER.name
+    moved.parent.mkdir()
+    moved.write_bytes(rootfs.PTE_RUNNER.read_bytes())
+    monkeypatch.setattr(rootfs, "PTE_RUNNER", moved)
+    assert rootfs.pte_runner_name() == name
+    moved.write_bytes(moved.read_bytes() + b"// edited\n")
+    assert rootfs.pte_runner_name() != name
+
+
 def test_without_the_cross_compiler_pte_rows_name_it_and_the_rest_still_run(monkeypatch):
     from edgeport.edge.arm64.runner import Arm64Runner
 

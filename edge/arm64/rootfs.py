@@ -265,7 +265,8 @@ def pte_runner_name() -> str:
     """The runner's file name in the rootfs, keyed by its source, its compile line and the compiler's version: any of
     them changed, it is compiled anew."""
     h = hashlib.sha256(PTE_RUNNER.read_bytes())
-    h.update(" ".join([*_compile_args(Path("/"), "-"), _cross_version()]).encode())
+    args = [a if a != str(PTE_RUNNER) else PTE_RUNNER.name for a in _compile_args(Path("/"), "-")]  # not the checkout's path
+    h.update(" ".join([*args, _cross_version()]).encode())
     return "pte_runner-" + h.hexdigest()[:12]
 
 
