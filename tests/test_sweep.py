@@ -169,6 +169,8 @@ def test_coverage_summary_and_markdown(tmp_path):
     assert cov["summary_lines"] == ["onnx fp32: 1/2", "onnx int8: 0/1"]  # n/a counts nowhere
     assert set(cov["failures"]) == {"limitation", "parity"}
     md = markdown(cov)
+    # the grid's rule in numbers, from the task registry (not the evaluate budget)
+    assert "quantized: top-1 agreement >= 0.98" in md and "quantized: SNR >= 20.0 dB" in md
     assert "| simplecnn-torch | torch | ✓ agree 100.0% | ✗ limitation |" in md
     assert "| onnx fp32 | 1 | 1 | 0 | 0 | 2 |" in md
 

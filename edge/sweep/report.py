@@ -182,6 +182,23 @@ def _cell_text(c: dict | None) -> str:
     return f"✗ {c.get('group', '')}"
 
 
+_TOL_WORDS = {"min_agreement": "top-1 agreement >= {}", "max_abs": "max|d| <= {}", "min_cosine": "cosine >= {}",
+              "min_snr_db": "SNR >= {} dB"}
+
+
+def tolerance_text() -> str:
+    """The grid's ✓ rule in numbers, from the task registry: each task's parity tolerance per recipe family (the
+    evaluate budget in the header is another threshold, for the picks of smallest and fastest)."""
+    from edgeport.tasks import TASKS
+
+    parts = []
+    for t in TASKS.values():
+        fam = "; ".join(f"{f}: " + ", ".join(_TOL_WORDS.get(k, k + " {}").format(v) for k, v in tol.items())
+                        for f, tol in t.tolerance.items())
+        parts.append(f"{t.name} ({fam})")
+    return "parity tolerance per recipe family: " + "; ".join(parts)
+
+
 def markdown(cov: dict) -> str:
     cols = _columns(cov)
     by = {(c["model"], c["target"], c["recipe"]): c for c in cov["cells"]}
@@ -190,6 +207,7 @@ def markdown(cov: dict) -> str:
            "✓ converted and within the recipe's parity tolerance against float (number: top-1 agreement, cosine or SNR"
            " on the probe rows, measured with the real runtime); ≈ converted, outside tolerance; ✗ failed (group);"
            " – not applicable to the framework; … parity measured in the browser only; ? not run yet.", "",
+           f"The {tolerance_text()}.", "",
            "| model | fw | " + " | ".join(f"{t} {r}" for t, r in cols) + " |",
            "|---|---|" + "---|" * len(cols)]
     for mname in cov["models"]:
@@ -402,10 +420,10 @@ def render(report: Report, cov: dict) -> str:
 <p>{len(cov['models'])} models, {len(report.rows)} rows; created {_e(report.created)} on {_e(h.get('cpu', '?'))},
 {_e(h.get('cores', '?'))} cores. Jobs: {sw.get('jobs', '?')} ({sw.get('ran', '?')} ran, {sw.get('cached', '?')} cached,
 {sw.get('failed', '?')} failed) in {sw.get('wall_s', '?')} s on {_e(sw.get('scheduler', '?'))}.
-Budget: {_e(report.budget.describe())}.</p>
+Evaluate budget (for the picks, not the grid): {_e(report.budget.describe())}.</p>
 <h2>Coverage</h2><p><small>✓ within the recipe's parity tolerance against float (top-1 agreement, cosine or SNR on the
 probe rows, real runtime); ≈ outside it; ✗ failed (hover for the reason); – not applicable; … browser only; ? not
-run yet. Click a cell for the model.</small></p>{''.join(grid)}
+run yet. Click a cell for the model. The {_e(tolerance_text())}.</small></p>{''.join(grid)}
 <h2>Per target and recipe</h2><table class='sortable'><thead><tr><th class='l'>target recipe</th><th>ok</th><th>drift</th>
 <th>failed</th><th>not run</th><th>of</th></tr></thead><tbody>{summ}</tbody></table>
 <h2>Failures by group</h2>{fails or '<p>none</p>'}
