@@ -148,8 +148,8 @@ def ensure(progress=None) -> Path:
                 fcntl.flock(lk, fcntl.LOCK_EX)
                 if (root / FALLBACK).exists():
                     _install_qemu(root, debian_mirror(), progress)
-                    _QEMU_CPUS.clear()
-                    _QEMU_VERSION.clear()
+                    _cpus_of.cache_clear()
+                    _cached_version.cache_clear()
         return root
     why = missing_tools()
     if why:
@@ -332,17 +332,16 @@ def qemu_binary() -> str:
     return str(own) if is_built() and own.exists() else (shutil.which(QEMU) or QEMU)
 
 
-_QEMU_CPUS: dict[str, list[str]] = {}
-
-
 def qemu_cpus() -> list[str]:
     """The CPU models the guests' qemu emulates (``-cpu help``) that edgeport has a cpuinfo for."""
-    b = qemu_binary()
-    if b not in _QEMU_CPUS:
-        p = subprocess.run([b, "-cpu", "help"], capture_output=True, text=True)
-        have = {line.strip() for line in p.stdout.splitlines()[1:]}
-        _QEMU_CPUS[b] = [c for c in CPUS if c in have]
-    return _QEMU_CPUS[b]
+    return _cpus_of(qemu_binary())
+
+
+@functools.lru_cache(maxsize=None)
+def _cpus_of(binary: str) -> list[str]:
+    p = subprocess.run([binary, "-cpu", "help"], capture_output=True, text=True)
+    have = {line.strip() for line in p.stdout.splitlines()[1:]}
+    return [c for c in CPUS if c in have]
 
 
 def _version_of(binary) -> str:
@@ -351,26 +350,19 @@ def _version_of(binary) -> str:
     return m.group(1) if m else "?"
 
 
-_QEMU_VERSION: dict[str, str] = {}
-
-
 def qemu_version() -> str:
-    b = qemu_binary()
-    if b not in _QEMU_VERSION:
-        _QEMU_VERSION[b] = _version_of(b)
-    return _QEMU_VERSION[b]
+    return _cached_version(qemu_binary())
 
 
-_USERNS: list[bool] = []
+_cached_version = functools.lru_cache(maxsize=None)(_version_of)
 
 
+@functools.lru_cache(maxsize=1)
 def _userns() -> bool:
     """Whether a user namespace can be made here (then the guest's root is no one on the host)."""
-    if not _USERNS:
-        probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "--pid", "--fork", "true"],
-                               capture_output=True)
-        _USERNS.append(probe.returncode == 0)
-    return _USERNS[0]
+    probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "--pid", "--fork", "true"],
+                           capture_output=True)
+    return probe.returncode == 0
 
 
 def guest_command(root: Path, cpu: str, artifact_dir: Path, job_dir: Path, args: list[str],

@@ -23,6 +23,7 @@ GUEST_RUNTIME = {"onnx": "onnxruntime", "tflite": "ai-edge-litert", "pte": "exec
 # ExecuTorch ScalarType codes (runtime/core/portable_type/scalar_type.h) -> numpy, for pte_runner's outputs
 SCALAR_TYPES = {0: np.uint8, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.int64, 5: np.float16, 6: np.float32,
                 7: np.float64, 11: np.bool_}
+SCALAR_CODES = {np.dtype(t): c for c, t in SCALAR_TYPES.items()}  # numpy -> the code pte_runner checks inputs by
 GUEST_TIMEOUT_S = 900
 
 
@@ -60,16 +61,15 @@ def guest_run(m, cpu: str, feeds: dict[str, np.ndarray], outputs: list[str], *, 
             (job / model.name).write_bytes(model.read_bytes())
         if native:
             names = list(feeds)
-            for k, b in enumerate(names):
-                np.ascontiguousarray(feeds[b]).tofile(job / f"in{k}.bin")
-            n = len(feeds[names[0]]) if names else 0
-            codes = {np.dtype(t): c for c, t in SCALAR_TYPES.items()}
-            unknown = [b for b in names if feeds[b].dtype not in codes]
+            unknown = [b for b in names if feeds[b].dtype not in SCALAR_CODES]
             if unknown:
                 raise ArtifactError(f"{m.name}: input {unknown[0]} is {feeds[unknown[0]].dtype}, which ExecuTorch's"
                                     " runtime does not take here")
+            for k, b in enumerate(names):
+                np.ascontiguousarray(feeds[b]).tofile(job / f"in{k}.bin")
+            n = len(feeds[names[0]]) if names else 0
             args = [inside, "/work/job", str(n),
-                    *[f"/work/job/in{k}.bin:{codes[feeds[b].dtype]}" for k, b in enumerate(names)]]
+                    *[f"/work/job/in{k}.bin:{SCALAR_CODES[feeds[b].dtype]}" for k, b in enumerate(names)]]
             cmd = rootfs.guest_command(root, cpu, m.entry_path.parent, job, args, program=rootfs.ensure_pte_runner())
         else:
             np.savez(job / "in.npz", **feeds)
@@ -123,8 +123,7 @@ def _read_pte_outputs(job: Path, outputs: list, n: int, name: str = "the .pte") 
             if code not in SCALAR_TYPES:
                 raise ArtifactError(f"{name}: output {j} has ExecuTorch scalar type {code}, which edgeport cannot read")
             raw = np.fromfile(job / f"out{j}.bin", dtype=SCALAR_TYPES[code]) if (job / f"out{j}.bin").exists() else None
-            per = int(np.prod(dims)) if dims else 1
-            if raw is None or raw.size != n * per or (dims and dims[0] != 1):
+            if raw is None or raw.size != n * int(np.prod(dims)) or (dims and dims[0] != 1):
                 got = "nothing" if raw is None else f"{raw.size} values"
                 raise ArtifactError(f"{name}: output {j} of shape {list(dims)} over {n} samples came back as {got} on"
                                     " arm64; re-convert it with a batch-1 output")
